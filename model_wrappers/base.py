@@ -1,0 +1,287 @@
+"""The lmms-eval side of the AdaptVis wrappers: arguments, batching, prompts, traces.
+
+A thin adapter: lmms-eval hands over ``Instance`` requests; this class groups them into
+left-padded batches, builds each checkpoint family's prompt (``prompting``), runs
+``decoding.generate`` with the configured method (``methods``, ``intervention``) and returns
+the answers in request order. It knows nothing about attention; the intervention module knows
+nothing about lmms-eval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from accelerate import Accelerator
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from loguru import logger
+from PIL import Image
+from tqdm import tqdm
+
+from model_wrappers.architectures import num_text_layers, prompt_batch
+from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
+from model_wrappers.intervention import enable_image_attention_scaling
+from model_wrappers.loading import load_checkpoint
+from model_wrappers.methods import MethodArgumentError, MethodConfig
+from model_wrappers.trace import TraceWriter, run_fingerprint
+
+DEFAULT_MAX_NEW_TOKENS = 100
+"""Used when a task sets no ``max_new_tokens``; the paper's code generates up to 100 tokens."""
+
+
+class RequestError(RuntimeError):
+    """A request cannot be evaluated; the message names the task and document."""
+
+
+def _parse_batch_size(value: object) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise MethodArgumentError(
+            f"batch_size={value!r}: give a positive integer (automatic batch sizing is not supported)"
+        )
+    return int(text)
+
+
+def _parse_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise MethodArgumentError(f"{name}={value!r} must be true or false")
+
+
+class AdaptVisLMM(lmms):
+    """Base class of ``llava_adaptvis`` and ``qwen2_vl_adaptvis``."""
+
+    is_simple = True
+    wrapper_name: ClassVar[str] = "adaptvis"
+    allowed_model_types: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        pretrained: str,
+        method: str = "baseline",
+        alpha: float | None = None,
+        alpha1: float | None = None,
+        alpha2: float | None = None,
+        threshold: float | None = None,
+        alphas: str | None = None,
+        layers: str | None = None,
+        confidence_rule: str = "paper_rounded",
+        trace: str | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int | str = 1,
+        max_batch_size: int | None = None,
+        attn_implementation: str = "sdpa",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        **unknown: object,
+    ) -> None:
+        super().__init__()
+        if unknown:
+            raise MethodArgumentError(
+                f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
+                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, trace, device, dtype, "
+                "batch_size, attn_implementation, revision, trust_remote_code"
+            )
+        self.method = MethodConfig.from_model_args(
+            method=method,
+            alpha=alpha,
+            alpha1=alpha1,
+            alpha2=alpha2,
+            threshold=threshold,
+            alphas=alphas,
+            layers=layers,
+            confidence_rule=confidence_rule,
+        )
+        self.batch_size_per_gpu = _parse_batch_size(batch_size)
+        self.pretrained = str(pretrained)
+        accelerator = Accelerator()
+        self.accelerator = accelerator
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if accelerator.num_processes > 1 and str(device).startswith("cuda"):
+            device = f"cuda:{accelerator.local_process_index}"
+        self._device = torch.device(device)
+        loaded = load_checkpoint(
+            self.pretrained,
+            allowed_model_types=self.allowed_model_types,
+            wrapper_name=self.wrapper_name,
+            device=self._device,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            revision=revision,
+            trust_remote_code=_parse_bool("trust_remote_code", trust_remote_code),
+        )
+        self._model = loaded.model
+        self.processor = loaded.processor
+        self.model_type = loaded.model_type
+        self.method.check_layers(num_text_layers(self._model))
+        enable_image_attention_scaling(self._model)
+        self._rank = accelerator.process_index
+        self._world_size = accelerator.num_processes
+        tokenizer = self.processor.tokenizer
+        eos_ids = self._model.generation_config.eos_token_id
+        eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids or [])
+        if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
+            eos_ids.append(tokenizer.eos_token_id)
+        self.eos_token_ids = tuple(eos_ids)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+        self.dtype_name = str(self._model.dtype).replace("torch.", "")
+        self.trace = TraceWriter(trace, rank=self._rank, world_size=self._world_size) if trace else None
+        logger.info(f"{self.wrapper_name}: {self.pretrained} ({self.model_type}) on {self._device}, {self.method.describe()}")
+
+    # --- lmms-eval properties ---------------------------------------------------------------
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    # --- per-family hooks -------------------------------------------------------------------
+    def format_prompt(self, context: str, where: str) -> str:
+        """The text prompt for one request; subclasses choose the checkpoint family's format."""
+        raise NotImplementedError
+
+    # --- requests ---------------------------------------------------------------------------
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        raise NotImplementedError(f"{self.wrapper_name} answers generate_until tasks only (no loglikelihood)")
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError(f"{self.wrapper_name} does not support multi-round generation")
+
+    def _settings(self, gen_kwargs: dict, where: str) -> tuple[DecodeSettings, list[str]]:
+        if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature", 0) or 0) > 0:
+            raise RequestError(f"{where}: {self.wrapper_name} decodes greedily, as the paper; the task asks for sampling")
+        if int(gen_kwargs.get("num_beams", 1) or 1) != 1:
+            raise RequestError(f"{where}: {self.wrapper_name} decodes greedily; the task asks for beam search")
+        until = gen_kwargs.get("until") or []
+        if isinstance(until, str):
+            until = [until]
+        if not isinstance(until, list) or not all(isinstance(s, str) for s in until):
+            raise RequestError(f"{where}: generation_kwargs 'until' must be a string or a list of strings")
+        until = [s for s in until if s]
+        max_new_tokens = int(gen_kwargs.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+        stop = None
+        if until:
+            tokenizer = self.processor.tokenizer
+
+            def stop(tokens: list[int]) -> bool:
+                text = tokenizer.decode(tokens, skip_special_tokens=True)
+                return any(s in text for s in until)
+
+        settings = DecodeSettings(
+            max_new_tokens=max_new_tokens,
+            eos_token_ids=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            stop_condition=stop,
+        )
+        return settings, until
+
+    def _image_of(self, request: Instance, where: str) -> Image.Image:
+        _, _, doc_to_visual, doc_id, task, split = request.args
+        try:
+            visuals = doc_to_visual(self.task_dict[task][split][doc_id])
+        except Exception as error:
+            raise RequestError(f"{where}: could not load its image: {error}") from error
+        visuals = [v for v in (visuals or [])]
+        if len(visuals) != 1 or not isinstance(visuals[0], Image.Image):
+            raise RequestError(
+                f"{where}: {self.wrapper_name} evaluates one image per request; doc_to_visual returned "
+                f"{len(visuals)} item(s) of type {sorted({type(v).__name__ for v in visuals})}"
+            )
+        image = visuals[0]
+        return image if image.mode == "RGB" else image.convert("RGB")
+
+    def _decode(self, tokens: list[int], until: Sequence[str]) -> str:
+        text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
+        for stop in until:
+            text = text.split(stop, 1)[0]
+        return text.strip()
+
+    def _run_batch(self, requests: list[Instance], gen_kwargs: dict) -> list[str]:
+        wheres = [f"task {r.args[4]} doc_id {r.args[3]}" for r in requests]
+        settings, until = self._settings(gen_kwargs, wheres[0])
+        prompts = [self.format_prompt(r.args[0], where) for r, where in zip(requests, wheres)]
+        images = [self._image_of(r, where) for r, where in zip(requests, wheres)]
+        inputs = self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
+        batch = prompt_batch(self._model, inputs)
+        outputs = generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
+        answers = [self._decode(out.tokens, until) for out in outputs]
+        if self.trace is not None:
+            run = run_fingerprint(
+                {
+                    "pretrained": self.pretrained,
+                    "model_type": self.model_type,
+                    "dtype": self.dtype_name,
+                    "method": self.method.describe(),
+                    "max_new_tokens": settings.max_new_tokens,
+                    "until": list(until),
+                }
+            )
+            for request, out, answer in zip(requests, outputs, answers):
+                self.trace.write(self._trace_record(request, out, answer, until, run))
+        return answers
+
+    def _trace_record(self, request: Instance, out: SampleOutput, answer: str, until, run: str) -> dict:
+        _, _, _, doc_id, task, split = request.args
+        record = {
+            "task": task,
+            "split": split,
+            "doc_id": doc_id,
+            "method": self.method.method,
+            "confidence": out.confidence,
+            "alpha": out.alpha,
+            "answer": answer,
+            "run": run,
+        }
+        if out.sweep is not None:
+            record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
+        return record
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Answer every request; batches hold requests with identical generation settings."""
+        answers: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            if (request.metadata or {}).get("__padding_only__"):
+                # lmms-eval pads ranks to equal request counts; the answer is discarded, and these
+                # wrappers run no collective ops, so there is nothing to compute.
+                answers[index] = ""
+                continue
+            key = json.dumps(request.args[1], sort_keys=True, default=str)
+            groups.setdefault(key, []).append(index)
+        batches = []
+        for indices in groups.values():
+            ordered = sorted(indices, key=lambda i: (-len(requests[i].args[0]), i))
+            batches.extend(ordered[k : k + self.batch_size] for k in range(0, len(ordered), self.batch_size))
+        progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.wrapper_name} ({self.method.method})")
+        for batch_indices in batches:
+            batch_requests = [requests[i] for i in batch_indices]
+            for index, answer in zip(batch_indices, self._run_batch(batch_requests, dict(batch_requests[0].args[1]))):
+                answers[index] = answer
+            progress.update(len(batch_indices))
+        progress.close()
+        return [a if a is not None else "" for a in answers]
+
+    def clean(self) -> None:
+        if self.trace is not None:
+            self.trace.close()
+            if self._world_size > 1:
+                self.accelerator.wait_for_everyone()
+            merged = self.trace.merge_ranks()
+            if merged is not None:
+                logger.info(f"trace: merged {self._world_size} rank files into {merged}")
+        super().clean()

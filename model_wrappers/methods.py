@@ -1,0 +1,204 @@
+"""Which decoding method to run and with which coefficients, parsed and validated once.
+
+``MethodConfig.from_model_args`` takes the raw values lmms-eval hands over from ``--model_args``
+(strings, ints, floats or bools) and either returns a valid configuration or raises
+:class:`MethodArgumentError` naming the argument, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+METHODS = ("baseline", "scaling_vis", "adapt_vis", "sweep")
+PAPER_ALPHA_GRID = (0.5, 0.8, 1.2, 1.5, 2.0)
+"""The alpha grid of the paper (Sec. 4.2, Appendix E.3); the default of ``method=sweep``."""
+
+_METHOD_ARGUMENTS = {
+    "baseline": set(),
+    "scaling_vis": {"alpha"},
+    "adapt_vis": {"alpha1", "alpha2", "threshold"},
+    "sweep": {"alphas"},
+}
+_REQUIRED = {
+    "baseline": (),
+    "scaling_vis": ("alpha",),
+    "adapt_vis": ("alpha1", "alpha2", "threshold"),
+    "sweep": (),
+}
+
+
+class MethodArgumentError(ValueError):
+    """A method argument from ``--model_args`` (or the Python API) is missing or invalid."""
+
+
+def _as_float(name: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise MethodArgumentError(f"{name}={value!r} is not a number; give e.g. {name}=0.5")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MethodArgumentError(f"{name}={value!r} is not a number; give e.g. {name}=0.5") from None
+    if not math.isfinite(number):
+        raise MethodArgumentError(f"{name}={value!r} must be a finite number")
+    return number
+
+
+def _positive(name: str, value: object) -> float:
+    number = _as_float(name, value)
+    if number <= 0:
+        raise MethodArgumentError(
+            f"{name}={value!r} must be > 0 (it multiplies attention logits; < 1 smooths, > 1 sharpens)"
+        )
+    return number
+
+
+def parse_alpha_list(value: object, name: str = "alphas") -> tuple[float, ...]:
+    """``0.5|0.8|1.2`` (``|``-separated, since ``--model_args`` splits on commas) or one number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        items: list[object] = [value]
+    elif isinstance(value, str):
+        items = [part.strip() for part in value.split("|")]
+        if any(part == "" for part in items):
+            raise MethodArgumentError(f"{name}={value!r} has an empty entry; write e.g. {name}=0.5|0.8|1.2")
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise MethodArgumentError(f"{name}={value!r} must be numbers separated by '|', e.g. {name}=0.5|1.5")
+    alphas = tuple(_positive(name, item) for item in items)
+    if len(set(alphas)) != len(alphas):
+        raise MethodArgumentError(f"{name}={value!r} lists an alpha twice")
+    return alphas
+
+
+def parse_layers(value: object) -> tuple[int, ...] | None:
+    """``all`` (default), one index, ``|``-separated indices, or ranges ``a-b`` (inclusive)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "all")):
+        return None
+    if isinstance(value, bool):
+        raise MethodArgumentError(f"layers={value!r} must be 'all', an index, 'a-b' or 'i|j|k'")
+    if isinstance(value, int):
+        parts: list[str] = [str(value)]
+    elif isinstance(value, (list, tuple)):
+        parts = [str(v) for v in value]
+    elif isinstance(value, (str, float)):
+        parts = [p.strip() for p in str(value).split("|")]
+    else:
+        raise MethodArgumentError(f"layers={value!r} must be 'all', an index, 'a-b' or 'i|j|k'")
+    layers: list[int] = []
+    for part in parts:
+        single, span = re.fullmatch(r"\d+", part), re.fullmatch(r"(\d+)-(\d+)", part)
+        if single:
+            layers.append(int(part))
+        elif span and int(span.group(1)) <= int(span.group(2)):
+            layers.extend(range(int(span.group(1)), int(span.group(2)) + 1))
+        else:
+            raise MethodArgumentError(
+                f"layers={value!r}: {part!r} is not a layer index or an 'a-b' range; "
+                "write e.g. layers=all, layers=8-23 or layers=0|4|8"
+            )
+    return tuple(sorted(set(layers)))
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """A validated decoding method: the paper's baseline, ScalingVis, AdaptVis, or an alpha sweep."""
+
+    method: str = "baseline"
+    alpha: float | None = None
+    alpha1: float | None = None
+    alpha2: float | None = None
+    threshold: float | None = None
+    alphas: tuple[float, ...] = field(default_factory=tuple)
+    layers: tuple[int, ...] | None = None
+    confidence_rule: str = "paper_rounded"
+
+    @classmethod
+    def from_model_args(
+        cls,
+        method: object = "baseline",
+        alpha: object = None,
+        alpha1: object = None,
+        alpha2: object = None,
+        threshold: object = None,
+        alphas: object = None,
+        layers: object = None,
+        confidence_rule: object = "paper_rounded",
+    ) -> MethodConfig:
+        """Parse and validate raw ``--model_args`` values; raises :class:`MethodArgumentError`."""
+        from model_wrappers.intervention import CONFIDENCE_RULES
+
+        if not isinstance(method, str) or method not in METHODS:
+            raise MethodArgumentError(f"method={method!r} is not supported; allowed: {', '.join(METHODS)}")
+        given = {
+            name
+            for name, value in (
+                ("alpha", alpha),
+                ("alpha1", alpha1),
+                ("alpha2", alpha2),
+                ("threshold", threshold),
+                ("alphas", alphas),
+            )
+            if value is not None
+        }
+        for name in sorted(given - _METHOD_ARGUMENTS[method]):
+            users = [m for m, args in _METHOD_ARGUMENTS.items() if name in args]
+            raise MethodArgumentError(
+                f"{name} is not used by method={method}; remove it or use method={'/'.join(users)}"
+            )
+        for name in _REQUIRED[method]:
+            if name not in given:
+                needed = ", ".join(f"{n}=..." for n in _REQUIRED[method])
+                raise MethodArgumentError(f"method={method} needs {name}; give {needed}")
+        if confidence_rule not in CONFIDENCE_RULES:
+            raise MethodArgumentError(
+                f"confidence_rule={confidence_rule!r} is not supported; allowed: {', '.join(CONFIDENCE_RULES)}"
+            )
+        parsed_threshold = None
+        if threshold is not None:
+            parsed_threshold = _as_float("threshold", threshold)
+            if not 0.0 <= parsed_threshold <= 1.0:
+                raise MethodArgumentError(
+                    f"threshold={threshold!r} must lie in [0, 1] (it is compared with a probability)"
+                )
+        return cls(
+            method=method,
+            alpha=None if alpha is None else _positive("alpha", alpha),
+            alpha1=None if alpha1 is None else _positive("alpha1", alpha1),
+            alpha2=None if alpha2 is None else _positive("alpha2", alpha2),
+            threshold=parsed_threshold,
+            alphas=parse_alpha_list(alphas) if alphas is not None else (PAPER_ALPHA_GRID if method == "sweep" else ()),
+            layers=parse_layers(layers),
+            confidence_rule=str(confidence_rule),
+        )
+
+    def check_layers(self, num_layers: int) -> None:
+        """Fail early when ``layers`` names a decoder layer the checkpoint does not have."""
+        if self.layers is not None and self.layers and max(self.layers) >= num_layers:
+            raise MethodArgumentError(
+                f"layers={'|'.join(map(str, self.layers))} names layer {max(self.layers)}, but the language "
+                f"model has {num_layers} decoder layers (0..{num_layers - 1})"
+            )
+
+    @property
+    def sweep_alphas(self) -> tuple[float, ...]:
+        """Alphas decoded in sweep mode: 1 first (the answer returned), then the listed ones."""
+        return (1.0,) + tuple(a for a in self.alphas if a != 1.0)
+
+    def describe(self) -> dict[str, object]:
+        """The settings that matter for this method, for traces and logs."""
+        out: dict[str, object] = {"method": self.method}
+        if self.method == "scaling_vis":
+            out["alpha"] = self.alpha
+        elif self.method == "adapt_vis":
+            out.update(
+                alpha1=self.alpha1,
+                alpha2=self.alpha2,
+                threshold=self.threshold,
+                confidence_rule=self.confidence_rule,
+            )
+        elif self.method == "sweep":
+            out["alphas"] = list(self.sweep_alphas)
+        out["layers"] = "all" if self.layers is None else list(self.layers)
+        return out

@@ -1,0 +1,308 @@
+"""Tiny random LLaVA-1.5, LLaVA-1.6 and Qwen2-VL checkpoints, built offline from configs.
+
+Real 7B checkpoints cannot be fetched on machines without the Hugging Face hub, yet every code
+path that loads them (``from_pretrained`` of model, processor and tokenizer) must still run.
+These builders write complete checkpoint folders -- weights, config, a locally trained
+byte-level BPE tokenizer, image processor and chat template -- that load through exactly the
+same ``AutoConfig`` / ``AutoProcessor`` / ``*ForConditionalGeneration.from_pretrained`` calls
+as the real ones. They serve the tests, the benchmark and the embedded demo.
+
+The weights are random (seeded), so answers are meaningless; only shapes and mechanics are real.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+LLAVA15_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    " {% else %}ASSISTANT: {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+"""The shape of llava-hf's LLaVA-1.5 chat template (``USER: <image>\\n{text} ASSISTANT:``)."""
+
+LLAVA_NEXT_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}[INST] "
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    " [/INST]{% else %} {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>{% endif %}"
+    "{% endfor %}"
+)
+"""The shape of llava-hf's LLaVA-1.6 (Mistral) chat template (``[INST] <image>\\n{text} [/INST]``)."""
+
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""The shape of Qwen2-VL's chat template, without the default system turn."""
+
+_CORPUS = [
+    "Where is the beer bottle in relation to the armchair? Answer with left, right, on or under.",
+    "Where is the mug in relation to the knife? Answer with left, right, front or behind.",
+    "Where is the dining table in the photo? Answer with left, right, top or bottom.",
+    "Where is the refrigerator in relation to the oven? Answer with left, right, above, or below.",
+    "Where are the black trees in relation to the fence? Answer with left, right, front, behind, above or below.",
+    "Determine whether the description about the spatial relationship is correct or not. Answer with yes or no:",
+    "The cat is on the left of the dog. The cup is under the table. Yes No Left Right On Under Front Behind",
+    "USER: ASSISTANT: User: Assistant: system user assistant [INST] [/INST]",
+    "0123456789 .,;:!?'\"()[]{}<>-_/\\ é ü ß 中文 日本語",
+]
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Size knobs of a tiny checkpoint; the defaults keep a forward pass in milliseconds on CPU."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    vision_hidden_size: int = 32
+    vision_layers: int = 1
+    image_size: int = 56
+    patch_size: int = 14
+    vocab_size: int = 600
+    initializer_range: float = 0.4
+    seed: int = 0
+
+
+def _train_tokenizer(special_tokens: list[str], vocab_size: int, bos: str | None, unk: str | None):
+    """Train a byte-level BPE tokenizer on a fixed corpus (deterministic, offline, < 1 s)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token=unk))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    if bos is not None:
+        bos_id = tokenizer.token_to_id(bos)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+        )
+    else:
+        tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tokenizer
+
+
+def _llama_text_config(spec: TinySpec, vocab_size: int, pad_id: int, bos_id: int, eos_id: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.hidden_size * 2,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=8192,
+        initializer_range=spec.initializer_range,
+        pad_token_id=pad_id,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+    )
+
+
+def _clip_vision_config(spec: TinySpec):
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        hidden_size=spec.vision_hidden_size,
+        intermediate_size=spec.vision_hidden_size * 2,
+        num_hidden_layers=max(spec.vision_layers, 2),
+        num_attention_heads=2,
+        image_size=spec.image_size,
+        patch_size=spec.patch_size,
+        initializer_range=spec.initializer_range,
+        initializer_factor=spec.initializer_range / 0.02,
+    )
+
+
+def _clip_image_processor_kwargs(spec: TinySpec) -> dict:
+    return {
+        "size": {"shortest_edge": spec.image_size},
+        "crop_size": {"height": spec.image_size, "width": spec.image_size},
+        "do_center_crop": True,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+    }
+
+
+def _save(model, processor, path: Path, generation_eos: int, pad_id: int) -> Path:
+    model.generation_config.eos_token_id = generation_eos
+    model.generation_config.pad_token_id = pad_id
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    (path / "TINY_CHECKPOINT.json").write_text(
+        json.dumps({"note": "random weights built by model_wrappers.tiny_checkpoints"}) + "\n"
+    )
+    return path
+
+
+def build_tiny_llava(path: str | Path, spec: TinySpec = TinySpec(), next_version: bool = False) -> Path:
+    """Write a tiny LLaVA-1.5 (``llava``) or, with ``next_version``, LLaVA-1.6 (``llava_next``) checkpoint."""
+    from transformers import (
+        CLIPImageProcessor,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    special = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+    raw = _train_tokenizer(special, spec.vocab_size, bos="<s>", unk="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+        padding_side="left",
+    )
+    ids = {tok: raw.token_to_id(tok) for tok in special}
+    vocab = raw.get_vocab_size()
+    torch.manual_seed(spec.seed)
+    text = _llama_text_config(spec, vocab, ids["<pad>"], ids["<s>"], ids["</s>"])
+    vision = _clip_vision_config(spec)
+    common = dict(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=ids["<image>"],
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        pad_token_id=ids["<pad>"],
+        initializer_range=spec.initializer_range,
+    )
+    if next_version:
+        pinpoints = [[spec.image_size, spec.image_size * 2], [spec.image_size * 2, spec.image_size]]
+        config = LlavaNextConfig(image_grid_pinpoints=pinpoints, **common)
+        model = LlavaNextForConditionalGeneration(config).eval()
+        image_processor = LlavaNextImageProcessor(image_grid_pinpoints=pinpoints, **_clip_image_processor_kwargs(spec))
+        processor = LlavaNextProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=spec.patch_size,
+            vision_feature_select_strategy="default",
+            chat_template=LLAVA_NEXT_CHAT_TEMPLATE,
+            num_additional_image_tokens=1,
+        )
+    else:
+        config = LlavaConfig(**common)
+        model = LlavaForConditionalGeneration(config).eval()
+        image_processor = CLIPImageProcessor(**_clip_image_processor_kwargs(spec))
+        processor = LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=spec.patch_size,
+            vision_feature_select_strategy="default",
+            chat_template=LLAVA15_CHAT_TEMPLATE,
+            num_additional_image_tokens=1,
+        )
+    return _save(model, processor, path, ids["</s>"], ids["<pad>"])
+
+
+def build_tiny_qwen2_vl(path: str | Path, spec: TinySpec = TinySpec(num_kv_heads=2)) -> Path:
+    """Write a tiny Qwen2-VL checkpoint (multimodal RoPE, dynamic image grid, GQA text model)."""
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    special = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
+    raw = _train_tokenizer(special, spec.vocab_size, bos=None, unk=None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+        padding_side="left",
+    )
+    ids = {tok: raw.token_to_id(tok) for tok in special}
+    head_dim = spec.hidden_size // spec.num_heads
+    quarter = head_dim // 4
+    mrope_section = [head_dim // 2 - 2 * quarter, quarter, quarter]
+    torch.manual_seed(spec.seed)
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": raw.get_vocab_size(),
+            "hidden_size": spec.hidden_size,
+            "intermediate_size": spec.hidden_size * 2,
+            "num_hidden_layers": spec.num_layers,
+            "num_attention_heads": spec.num_heads,
+            "num_key_value_heads": spec.num_kv_heads,
+            "max_position_embeddings": 8192,
+            "initializer_range": spec.initializer_range,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"],
+        },
+        vision_config={
+            "depth": spec.vision_layers,
+            "embed_dim": spec.vision_hidden_size,
+            "hidden_size": spec.hidden_size,
+            "num_heads": 2,
+            "patch_size": spec.patch_size,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "initializer_range": spec.initializer_range,
+        },
+        initializer_range=spec.initializer_range,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    pixels = spec.image_size * spec.image_size
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=pixels, max_pixels=pixels * 4, patch_size=spec.patch_size, merge_size=2, temporal_patch_size=2
+    )
+    video_processor = Qwen2VLVideoProcessor(patch_size=spec.patch_size, merge_size=2, temporal_patch_size=2)
+    processor = Qwen2VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )
+    return _save(model, processor, path, ids["<|im_end|>"], ids["<|endoftext|>"])
