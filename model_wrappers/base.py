@@ -9,8 +9,10 @@ nothing about lmms-eval.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -34,6 +36,23 @@ DEFAULT_MAX_NEW_TOKENS = 100
 
 class RequestError(RuntimeError):
     """A request cannot be evaluated; the message names the task and document."""
+
+
+@dataclass
+class _Prepared:
+    """One request with its final prompt and RGB image."""
+
+    request: Instance
+    where: str
+    prompt: str
+    image: Image.Image
+
+    def input_sha(self) -> str:
+        """Hash of exactly what the model sees (prompt text and image pixels)."""
+        digest = hashlib.sha256(self.prompt.encode("utf-8"))
+        digest.update(f"{self.image.size}{self.image.mode}".encode())
+        digest.update(self.image.tobytes())
+        return digest.hexdigest()[:16]
 
 
 def _parse_batch_size(value: object) -> int:
@@ -74,6 +93,7 @@ class AdaptVisLMM(lmms):
         layers: str | None = None,
         confidence_rule: str = "paper_rounded",
         trace: str | None = None,
+        resume: bool | str = False,
         device: str | None = None,
         dtype: str = "auto",
         batch_size: int | str = 1,
@@ -87,8 +107,8 @@ class AdaptVisLMM(lmms):
         if unknown:
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
-                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, trace, device, dtype, "
-                "batch_size, attn_implementation, revision, trust_remote_code"
+                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, trace, resume, device, "
+                "dtype, batch_size, attn_implementation, revision, trust_remote_code"
             )
         self.method = MethodConfig.from_model_args(
             method=method,
@@ -135,7 +155,12 @@ class AdaptVisLMM(lmms):
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
         self.dtype_name = str(self._model.dtype).replace("torch.", "")
         self.trace = TraceWriter(trace, rank=self._rank, world_size=self._world_size) if trace else None
-        logger.info(f"{self.wrapper_name}: {self.pretrained} ({self.model_type}) on {self._device}, {self.method.describe()}")
+        self.resume = _parse_bool("resume", resume)
+        if self.resume and self.trace is None:
+            raise MethodArgumentError("resume=true reuses answers recorded in a trace; give trace=<path> too")
+        logger.info(
+            f"{self.wrapper_name}: {self.pretrained} ({self.model_type}) on {self._device}, {self.method.describe()}"
+        )
 
     # --- lmms-eval properties ---------------------------------------------------------------
     @property
@@ -164,7 +189,9 @@ class AdaptVisLMM(lmms):
 
     def _settings(self, gen_kwargs: dict, where: str) -> tuple[DecodeSettings, list[str]]:
         if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature", 0) or 0) > 0:
-            raise RequestError(f"{where}: {self.wrapper_name} decodes greedily, as the paper; the task asks for sampling")
+            raise RequestError(
+                f"{where}: {self.wrapper_name} decodes greedily, as the paper; the task asks for sampling"
+            )
         if int(gen_kwargs.get("num_beams", 1) or 1) != 1:
             raise RequestError(f"{where}: {self.wrapper_name} decodes greedily; the task asks for beam search")
         until = gen_kwargs.get("until") or []
@@ -211,32 +238,32 @@ class AdaptVisLMM(lmms):
             text = text.split(stop, 1)[0]
         return text.strip()
 
-    def _run_batch(self, requests: list[Instance], gen_kwargs: dict) -> list[str]:
-        wheres = [f"task {r.args[4]} doc_id {r.args[3]}" for r in requests]
-        settings, until = self._settings(gen_kwargs, wheres[0])
-        prompts = [self.format_prompt(r.args[0], where) for r, where in zip(requests, wheres)]
-        images = [self._image_of(r, where) for r, where in zip(requests, wheres)]
-        inputs = self.processor(images=images, text=prompts, padding=True, return_tensors="pt")
-        batch = prompt_batch(self._model, inputs)
-        outputs = generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
-        answers = [self._decode(out.tokens, until) for out in outputs]
-        if self.trace is not None:
-            run = run_fingerprint(
-                {
-                    "pretrained": self.pretrained,
-                    "model_type": self.model_type,
-                    "dtype": self.dtype_name,
-                    "method": self.method.describe(),
-                    "max_new_tokens": settings.max_new_tokens,
-                    "until": list(until),
-                }
-            )
-            for request, out, answer in zip(requests, outputs, answers):
-                self.trace.write(self._trace_record(request, out, answer, until, run))
-        return answers
+    def _prepare(self, request: Instance) -> _Prepared:
+        where = f"task {request.args[4]} doc_id {request.args[3]}"
+        prompt = self.format_prompt(request.args[0], where)
+        return _Prepared(request=request, where=where, prompt=prompt, image=self._image_of(request, where))
 
-    def _trace_record(self, request: Instance, out: SampleOutput, answer: str, until, run: str) -> dict:
-        _, _, _, doc_id, task, split = request.args
+    def _run_batch(self, prepared: list[_Prepared], settings: DecodeSettings, until: list[str]) -> list[SampleOutput]:
+        inputs = self.processor(
+            images=[p.image for p in prepared], text=[p.prompt for p in prepared], padding=True, return_tensors="pt"
+        )
+        batch = prompt_batch(self._model, inputs)
+        return generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
+
+    def _run_fingerprint(self, settings: DecodeSettings, until: list[str]) -> str:
+        return run_fingerprint(
+            {
+                "pretrained": self.pretrained,
+                "model_type": self.model_type,
+                "dtype": self.dtype_name,
+                "method": self.method.describe(),
+                "max_new_tokens": settings.max_new_tokens,
+                "until": list(until),
+            }
+        )
+
+    def _trace_record(self, item: _Prepared, out: SampleOutput, answer: str, until, run: str) -> dict:
+        _, _, _, doc_id, task, split = item.request.args
         record = {
             "task": task,
             "split": split,
@@ -246,10 +273,18 @@ class AdaptVisLMM(lmms):
             "alpha": out.alpha,
             "answer": answer,
             "run": run,
+            "input_sha": item.input_sha(),
         }
         if out.sweep is not None:
             record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
         return record
+
+    def _resumed_answer(self, item: _Prepared, run: str) -> str | None:
+        _, _, _, doc_id, task, split = item.request.args
+        record = self.trace.recorded(run, task, split, doc_id)
+        if record is not None and record.get("input_sha") == item.input_sha():
+            return record["answer"]
+        return None
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Answer every request; batches hold requests with identical generation settings."""
@@ -263,17 +298,34 @@ class AdaptVisLMM(lmms):
                 continue
             key = json.dumps(request.args[1], sort_keys=True, default=str)
             groups.setdefault(key, []).append(index)
-        batches = []
-        for indices in groups.values():
-            ordered = sorted(indices, key=lambda i: (-len(requests[i].args[0]), i))
-            batches.extend(ordered[k : k + self.batch_size] for k in range(0, len(ordered), self.batch_size))
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.wrapper_name} ({self.method.method})")
-        for batch_indices in batches:
-            batch_requests = [requests[i] for i in batch_indices]
-            for index, answer in zip(batch_indices, self._run_batch(batch_requests, dict(batch_requests[0].args[1]))):
-                answers[index] = answer
-            progress.update(len(batch_indices))
+        resumed = 0
+        for indices in groups.values():
+            first = requests[indices[0]]
+            settings, until = self._settings(dict(first.args[1]), f"task {first.args[4]} doc_id {first.args[3]}")
+            run = self._run_fingerprint(settings, until) if self.trace is not None else ""
+            ordered = sorted(indices, key=lambda i: (-len(requests[i].args[0]), i))
+            for start in range(0, len(ordered), self.batch_size):
+                chunk = ordered[start : start + self.batch_size]
+                prepared = [self._prepare(requests[i]) for i in chunk]
+                todo = []
+                for index, item in zip(chunk, prepared, strict=True):
+                    reused = self._resumed_answer(item, run) if self.resume else None
+                    if reused is None:
+                        todo.append((index, item))
+                    else:
+                        answers[index] = reused
+                        resumed += 1
+                if todo:
+                    outputs = self._run_batch([item for _, item in todo], settings, until)
+                    for (index, item), out in zip(todo, outputs, strict=True):
+                        answers[index] = self._decode(out.tokens, until)
+                        if self.trace is not None:
+                            self.trace.write(self._trace_record(item, out, answers[index], until, run))
+                progress.update(len(chunk))
         progress.close()
+        if self.resume:
+            logger.info(f"{self.wrapper_name}: resumed {resumed} of {len(requests)} answers from {self.trace.path}")
         return [a if a is not None else "" for a in answers]
 
     def clean(self) -> None:

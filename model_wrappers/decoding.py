@@ -127,7 +127,9 @@ def _last_token_step(model, rows: _Rows, cache, alphas: torch.Tensor | None, lay
     return _step(model, rows.last_token, rows.attention_mask, rows.last_position, cache, scaling)
 
 
-def _greedy_continue(model, rows: _Rows, cache, first_logits: torch.Tensor, settings: DecodeSettings) -> list[list[int]]:
+def _greedy_continue(
+    model, rows: _Rows, cache, first_logits: torch.Tensor, settings: DecodeSettings
+) -> list[list[int]]:
     """Greedy decoding from the first-token logits; returns each row's tokens without EOS/padding."""
     eos = torch.tensor(settings.eos_token_ids, device=first_logits.device)
     num_rows = first_logits.shape[0]
@@ -138,7 +140,9 @@ def _greedy_continue(model, rows: _Rows, cache, first_logits: torch.Tensor, sett
     for step in range(settings.max_new_tokens):
         next_tokens = logits.argmax(dim=-1)
         is_eos = torch.isin(next_tokens, eos)
-        for row, (token, ended, stopped) in enumerate(zip(next_tokens.tolist(), is_eos.tolist(), finished.tolist())):
+        for row, (token, ended, stopped) in enumerate(
+            zip(next_tokens.tolist(), is_eos.tolist(), finished.tolist(), strict=True)
+        ):
             if stopped:
                 continue
             if ended:

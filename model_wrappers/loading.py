@@ -81,7 +81,8 @@ def load_checkpoint(
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as error:  # transformers raises OSError/ValueError with long texts
         raise CheckpointError(
-            f"pretrained={pretrained!r}: cannot read its config ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            f"pretrained={pretrained!r}: cannot read its config "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}); "
             "check the folder or hub id (offline machines need a local folder)"
         ) from error
     model_type = getattr(config, "model_type", None)

@@ -184,7 +184,7 @@ class MethodConfig:
     @property
     def sweep_alphas(self) -> tuple[float, ...]:
         """Alphas decoded in sweep mode: 1 first (the answer returned), then the listed ones."""
-        return (1.0,) + tuple(a for a in self.alphas if a != 1.0)
+        return (1.0, *(a for a in self.alphas if a != 1.0))
 
     def describe(self) -> dict[str, object]:
         """The settings that matter for this method, for traces and logs."""

@@ -58,5 +58,7 @@ def chat_prompt(processor, context: str, where: str = "prompt") -> str:
         raise PromptError(
             f"{type(processor).__name__} of this checkpoint has no chat template; save one with the processor"
         )
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": bare_question(context, where)}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": bare_question(context, where)}]}
+    ]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

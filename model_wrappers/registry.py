@@ -37,7 +37,9 @@ def install_task_discovery() -> bool:
     @functools.wraps(original)
     def initialize_tasks(self, include_path=None, include_defaults=True):
         if include_defaults:
-            paths = [] if include_path is None else [include_path] if isinstance(include_path, str) else list(include_path)
+            paths = (
+                [] if include_path is None else [include_path] if isinstance(include_path, str) else list(include_path)
+            )
             if tasks_dir() not in paths:
                 paths.append(tasks_dir())
             include_path = paths

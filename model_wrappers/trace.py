@@ -80,11 +80,26 @@ class TraceWriter:
         self.rank = rank
         self.path = rank_path(self.requested_path, rank) if world_size > 1 else self.requested_path
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._seen: set[tuple] = set()
-        if self.path.exists():
-            _repair_partial_tail(self.path)
-            self._seen = {_key(record) for record in read_trace(self.path)}
-        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        self._records: dict[tuple, dict] = {}  # earlier answers, for resume
+        self._seen: set[tuple] = set()  # keys already in this process's file, for deduplication
+        for existing in self._existing_files():
+            if existing == self.path:
+                _repair_partial_tail(existing)
+            for record in read_trace(existing):
+                self._records.setdefault(_key(record), record)
+                if existing == self.path:
+                    self._seen.add(_key(record))
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def _existing_files(self) -> list[Path]:
+        files = [self.path]
+        if self.world_size > 1:
+            files.append(self.requested_path)  # a merged trace of an earlier run
+        return [f for f in files if f.exists()]
+
+    def recorded(self, run: str, task: str, split: str, doc_id: int) -> dict | None:
+        """The record of an earlier answer to this request under the same settings, if any."""
+        return self._records.get((run, task, split, doc_id))
 
     def write(self, record: dict) -> bool:
         """Append ``record`` as one line unless its key is already present; True when written."""
@@ -96,6 +111,7 @@ class TraceWriter:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._seen.add(key)
+        self._records.setdefault(key, record)
         return True
 
     def close(self) -> None:
@@ -129,9 +145,14 @@ def merge_traces(paths: Iterable[str | Path], output: str | Path) -> Path:
         for record in read_trace(source):
             key = _key(record)
             if key in records and records[key] != record:
-                raise ValueError(f"trace merge: conflicting lines for {dict(zip(KEY_FIELDS, key))} in {source}")
+                raise ValueError(
+                    f"trace merge: conflicting lines for {dict(zip(KEY_FIELDS, key, strict=True))} in {source}"
+                )
             records[key] = record
-    ordered = sorted(records.values(), key=lambda r: (str(r.get("run")), str(r.get("task")), str(r.get("split")), r.get("doc_id", -1)))
+    ordered = sorted(
+        records.values(),
+        key=lambda r: (str(r.get("run")), str(r.get("task")), str(r.get("split")), r.get("doc_id", -1)),
+    )
     temporary = output.with_name(output.name + ".tmp")
     with open(temporary, "w", encoding="utf-8") as handle:
         for record in ordered:

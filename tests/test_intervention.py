@@ -63,12 +63,23 @@ QUESTIONS = [
     "Where is the refrigerator in relation to the oven? Answer with left, right, above, or below.",
 ]
 SIZES = [(80, 60), (60, 90), (56, 56), (100, 40), (70, 70), (90, 90), (64, 48), (48, 120)]
-COLOURS = [(200, 10, 10), (10, 200, 10), (10, 10, 200), (120, 120, 0), (0, 120, 120), (90, 30, 160), (250, 250, 250), (5, 5, 5)]
+COLOURS = [
+    (200, 10, 10),
+    (10, 200, 10),
+    (10, 10, 200),
+    (120, 120, 0),
+    (0, 120, 120),
+    (90, 30, 160),
+    (250, 250, 250),
+    (5, 5, 5),
+]
 
 
 def _image(i: int) -> Image.Image:
     image = Image.new("RGB", SIZES[i], COLOURS[i])
-    image.paste((255 - COLOURS[i][0], 128, 40), (SIZES[i][0] // 4, SIZES[i][1] // 4, SIZES[i][0] // 2, SIZES[i][1] // 2))
+    image.paste(
+        (255 - COLOURS[i][0], 128, 40), (SIZES[i][0] // 4, SIZES[i][1] // 4, SIZES[i][0] // 2, SIZES[i][1] // 2)
+    )
     return image
 
 
@@ -228,7 +239,7 @@ def test_adaptvis_chooses_per_row_within_a_batch(bench):
     threshold = float(np.round(np.median(confidences), 2))
     method = MethodConfig.from_model_args(method="adapt_vis", alpha1=0.5, alpha2=1.5, threshold=threshold)
     outputs = _generate(bench, indices, method)
-    for out, confidence, i in zip(outputs, confidences, indices):
+    for out, confidence, i in zip(outputs, confidences, indices, strict=True):
         expected = adaptvis_alpha(confidence, threshold, 0.5, 1.5)
         assert out.alpha == expected
         single = _generate(bench, [i], MethodConfig.from_model_args(method="scaling_vis", alpha=expected))[0]

@@ -1,0 +1,257 @@
+"""lmms-eval glue for the six WhatsUp subsets (``yaml_tasks/whatsup/``).
+
+``process_docs*`` turn a task's one-row source descriptor into the published rows (all, the
+validation 20%, the test 80%, or a prompt variant); they are generic over the subset, which comes
+from the descriptor. ``doc_to_*`` and ``process_results`` are shared by every WhatsUp task.
+
+Prompt variants (the appendix does not print their text; this is our documented reconstruction):
+
+* two options (Appendix E.7, Controlled_A/B): the ``Answer with`` clause lists only the gold
+  relation and its converse: ``left or right``, ``on or under`` (A), ``front or behind`` (B).
+* six options (Appendix E.7, COCO): the VG wording: ``left, right, front, behind, top or bottom``
+  (one object), ``left, right, front, behind, above or below`` (two objects).
+* reversed entities (Appendix E.8, two-object subsets): ``Where is X in relation to Y?`` becomes
+  ``Where is Y in relation to X?`` and the gold becomes its converse (left<->right, on<->under,
+  above<->below, top<->bottom, front<->behind). A row whose question does not parse fails the
+  load with a DataSetupError naming it; rows are never skipped.
+
+Variant rows keep the published text in ``published_question``/``published_answer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from adaptvis_tasks import prompts, scoring
+from adaptvis_tasks.data import (
+    ROW_COLUMN,
+    SUBSET_COLUMN,
+    WHATSUP_SUBSETS,
+    DataSetupError,
+    LoadedRows,
+    SourceDescriptor,
+    docs_or_deferred_error,
+    doctor_hint,
+    load_rows,
+    raise_if_deferred,
+    raise_row_problems,
+    resolve_image_path,
+    rows_to_dataset,
+)
+from adaptvis_tasks.images import open_rgb
+from adaptvis_tasks.splits import Split, split_indices
+
+TWO_OBJECT_SUBSETS = ("Controlled_A", "Controlled_B", "COCO_two_obj", "VG_two_obj")
+
+#: Two-option variant: gold relation -> the two options offered.
+TWO_OPTIONS: dict[str, dict[str, tuple[str, str]]] = {
+    "Controlled_A": {
+        "left": ("left", "right"),
+        "right": ("left", "right"),
+        "on": ("on", "under"),
+        "under": ("on", "under"),
+    },
+    "Controlled_B": {
+        "left": ("left", "right"),
+        "right": ("left", "right"),
+        "front": ("front", "behind"),
+        "behind": ("front", "behind"),
+    },
+}
+
+#: Six-option variant for COCO: the VG subsets' wording.
+SIX_OPTIONS: dict[str, tuple[str, ...]] = {
+    "COCO_one_obj": ("left", "right", "front", "behind", "top", "bottom"),
+    "COCO_two_obj": ("left", "right", "front", "behind", "above", "below"),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# process_docs
+# ----------------------------------------------------------------------------------------------
+
+
+def _whatsup_descriptor(docs: Any) -> SourceDescriptor:
+    descriptor = SourceDescriptor.from_docs(docs)
+    if descriptor.subset not in WHATSUP_SUBSETS:
+        raise DataSetupError(
+            f"WhatsUp task got the source descriptor of {descriptor.subset!r}; "
+            f"expected one of {', '.join(WHATSUP_SUBSETS)}."
+        )
+    return descriptor
+
+
+def _build(docs: Any, split: Split, variant: str | None = None) -> Any:
+    def build() -> Any:
+        descriptor = _whatsup_descriptor(docs)
+        loaded = load_rows(descriptor)
+        keep = split_indices(len(loaded.rows), split)
+        rows = [loaded.rows[index] for index in keep]
+        if variant is not None:
+            rows = _apply_variant(loaded, rows, variant)
+        return rows_to_dataset(loaded, rows)
+
+    return docs_or_deferred_error(build)
+
+
+def process_docs(docs: Any) -> Any:
+    """All rows of the subset named by the descriptor (published order, plus ``row`` and ``subset``)."""
+    return _build(docs, "full")
+
+
+def process_docs_val(docs: Any) -> Any:
+    """The paper's 20% validation rows (``splits.validation_indices``)."""
+    return _build(docs, "val")
+
+
+def process_docs_test(docs: Any) -> Any:
+    """The paper's 80% test rows (``splits.test_indices``)."""
+    return _build(docs, "test")
+
+
+def process_docs_two_options(docs: Any) -> Any:
+    """All rows with the two-option prompt (Controlled_A/B)."""
+    return _build(docs, "full", "two_options")
+
+
+def process_docs_six_options(docs: Any) -> Any:
+    """All rows with the six-option prompt (COCO_one_obj/COCO_two_obj)."""
+    return _build(docs, "full", "six_options")
+
+
+def process_docs_reversed(docs: Any) -> Any:
+    """All rows with the two entities swapped and the converse gold (two-object subsets)."""
+    return _build(docs, "full", "reversed")
+
+
+def _apply_variant(loaded: LoadedRows, rows: list[dict[str, Any]], variant: str) -> list[dict[str, Any]]:
+    subset = loaded.descriptor.subset
+    transforms: dict[str, tuple[tuple[str, ...], Callable[[str, dict[str, Any]], tuple[str, str]]]] = {
+        "two_options": (tuple(TWO_OPTIONS), _two_options),
+        "six_options": (tuple(SIX_OPTIONS), _six_options),
+        "reversed": (TWO_OBJECT_SUBSETS, _reversed),
+    }
+    allowed, transform = transforms[variant]
+    if subset not in allowed:
+        raise DataSetupError(
+            f"the {variant} variant is defined for {', '.join(allowed)}, not {subset}. {doctor_hint()}"
+        )
+    out: list[dict[str, Any]] = []
+    problems: list[tuple[int, str]] = []
+    for row in rows:
+        try:
+            question, gold = transform(subset, row)
+        except ValueError as err:
+            problems.append((row[ROW_COLUMN], f"cannot build the {variant} prompt: question {err}"))
+            continue
+        out.append(
+            {
+                **row,
+                "question": question,
+                "answer": [gold, *row["answer"][1:]],
+                "published_question": row["question"],
+                "published_answer": row["answer"],
+            }
+        )
+    if problems:
+        raise_row_problems(loaded, problems)
+    return out
+
+
+def _two_options(subset: str, row: Mapping[str, Any]) -> tuple[str, str]:
+    gold = row["answer"][0]
+    pair = TWO_OPTIONS[subset].get(gold.strip().lower())
+    if pair is None:
+        raise ValueError(f"has gold {gold!r}, which has no two-option pair in {subset}")
+    return prompts.replace_options(row["question"], pair), gold
+
+
+def _six_options(subset: str, row: Mapping[str, Any]) -> tuple[str, str]:
+    return prompts.replace_options(row["question"], SIX_OPTIONS[subset]), row["answer"][0]
+
+
+def _reversed(subset: str, row: Mapping[str, Any]) -> tuple[str, str]:
+    return prompts.reverse_entities(row["question"]), prompts.converse_relation(row["answer"][0])
+
+
+# ----------------------------------------------------------------------------------------------
+# doc_to_* and scoring
+# ----------------------------------------------------------------------------------------------
+
+
+def gold_answer(doc: Mapping[str, Any]) -> str:
+    """The gold relation word as published (``Left``, ``On``, ...)."""
+    return doc["answer"][0].strip()
+
+
+def doc_to_visual(doc: Mapping[str, Any]) -> list[Any]:
+    """``[PIL.Image]`` in RGB from ``ADAPTVIS_IMAGE_ROOT``; ImageLoadError naming the file if it is unusable."""
+    raise_if_deferred(doc)
+    subset = doc[SUBSET_COLUMN]
+    path = resolve_image_path(subset, doc)
+    return [open_rgb(path, what=f"image of {subset} row {doc[ROW_COLUMN]}")]
+
+
+def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The prompt: ``bare`` (question + option instruction) or ``llava15_paper`` (the paper's exact prompt).
+
+    ``bare`` also honours optional ``pre_prompt``/``post_prompt`` kwargs (lmms-eval convention; empty
+    by default). ``llava15_paper`` returns a templated published question byte for byte and wraps a
+    bare one as ``<image>\\nUSER: {bare}\\nASSISTANT:``.
+    """
+    raise_if_deferred(doc)
+    question = doc["question"]
+    if prompts.prompt_format(lmms_eval_specific_kwargs) == "llava15_paper":
+        return question if prompts.is_templated(question) else prompts.format_llava15_prompt(question.strip())
+    kwargs = lmms_eval_specific_kwargs or {}
+    return f"{kwargs.get('pre_prompt', '')}{prompts.split_llava15_prompt(question)}{kwargs.get('post_prompt', '')}"
+
+
+def doc_to_target(doc: Mapping[str, Any]) -> str:
+    """The gold answer word as published."""
+    raise_if_deferred(doc)
+    return gold_answer(doc)
+
+
+def process_results(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any]:
+    """Per-doc metric values: substring ``accuracy``, ``strict_accuracy``, ``accuracy_<gold>``, and for
+    Controlled_A/B the records that ``pair_accuracy``/``set_accuracy`` aggregate."""
+    raise_if_deferred(doc)
+    generation = results[0] if results and isinstance(results[0], str) else ""
+    gold = gold_answer(doc)
+    correct = scoring.substring_correct(generation, gold)
+    strict = scoring.strict_correct(generation, gold, prompts.option_words(doc["question"]))
+    values: dict[str, Any] = {
+        "accuracy": float(correct),
+        "strict_accuracy": float(strict),
+        f"accuracy_{gold.lower()}": float(correct),
+    }
+    if doc[SUBSET_COLUMN] in scoring.CONTROLLED_RELATIONS:
+        record = {
+            "row": int(doc[ROW_COLUMN]),
+            "image_path": doc["image_path"],
+            "subset": doc[SUBSET_COLUMN],
+            "correct": correct,
+        }
+        values["pair_accuracy"] = record
+        values["set_accuracy"] = dict(record)
+    return values
+
+
+def _pair_set(items: list[Mapping[str, Any]]) -> scoring.PairSetResult:
+    subsets = {item["subset"] for item in items}
+    if len(subsets) > 1:
+        raise ValueError(f"pair/set accuracy mixes subsets {sorted(subsets)}")
+    subset = subsets.pop() if subsets else "Controlled_A"
+    return scoring.pair_set_accuracy(((item["row"], item["image_path"], item["correct"]) for item in items), subset)
+
+
+def aggregate_pair_accuracy(items: list[Mapping[str, Any]]) -> float:
+    """Controlled pair accuracy over the evaluated docs (fraction; see ``scoring.pair_set_accuracy``)."""
+    return _pair_set(items).pair_accuracy
+
+
+def aggregate_set_accuracy(items: list[Mapping[str, Any]]) -> float:
+    """Controlled set accuracy over the evaluated docs (fraction; see ``scoring.pair_set_accuracy``)."""
+    return _pair_set(items).set_accuracy

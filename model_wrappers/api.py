@@ -1,0 +1,83 @@
+"""Public Python entry point: the AdaptVis interventions on a transformers model, outside lmms-eval.
+
+Example (see README)::
+
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from model_wrappers.api import adaptvis_generate
+
+    processor = AutoProcessor.from_pretrained("llava-hf/llava-1.5-7b-hf")
+    processor.tokenizer.padding_side = "left"
+    model = LlavaForConditionalGeneration.from_pretrained("llava-hf/llava-1.5-7b-hf")
+    inputs = processor(images=[image], text=["<image>\\nUSER: Where is the mug in relation to the "
+                       "knife? Answer with left, right, front or behind.\\nASSISTANT:"], return_tensors="pt")
+    result = adaptvis_generate(model, inputs, method="adapt_vis", alpha1=0.5, alpha2=1.5, threshold=0.3)
+    print(processor.batch_decode([r.tokens for r in result], skip_special_tokens=True), result[0].alpha)
+
+The model's language model is switched to the ``adaptvis_*`` attention backend for the call and
+switched back afterwards; the model is not otherwise modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from model_wrappers.architectures import prompt_batch
+from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
+from model_wrappers.intervention import image_scaling_backend
+from model_wrappers.methods import MethodConfig
+
+__all__ = ["SampleOutput", "adaptvis_generate"]
+
+
+def adaptvis_generate(
+    model,
+    inputs: Mapping[str, torch.Tensor],
+    method: str = "baseline",
+    *,
+    alpha: float | None = None,
+    alpha1: float | None = None,
+    alpha2: float | None = None,
+    threshold: float | None = None,
+    alphas: str | list[float] | None = None,
+    layers: str | list[int] | None = None,
+    confidence_rule: str = "paper_rounded",
+    max_new_tokens: int = 100,
+    eos_token_id: int | list[int] | None = None,
+    pad_token_id: int | None = None,
+) -> list[SampleOutput]:
+    """Greedy-decode the prompts in ``inputs`` (a processor's output) with an AdaptVis method.
+
+    ``method`` is ``baseline``, ``scaling_vis`` (needs ``alpha``), ``adapt_vis`` (needs ``alpha1``,
+    ``alpha2``, ``threshold``) or ``sweep`` (``alphas``, default the paper's grid). Batches must be
+    left-padded (``processor.tokenizer.padding_side = "left"``). Returns one
+    :class:`~model_wrappers.decoding.SampleOutput` per prompt: answer token ids, the alpha applied,
+    the confidence under alpha = 1, and in sweep mode the answer for every alpha.
+    """
+    config = MethodConfig.from_model_args(
+        method=method,
+        alpha=alpha,
+        alpha1=alpha1,
+        alpha2=alpha2,
+        threshold=threshold,
+        alphas=alphas,
+        layers=layers,
+        confidence_rule=confidence_rule,
+    )
+    from model_wrappers.architectures import num_text_layers
+
+    config.check_layers(num_text_layers(model))
+    attention_mask = inputs["attention_mask"]
+    if bool((attention_mask[:, -1] == 0).any()):
+        raise ValueError("inputs are right-padded; set processor.tokenizer.padding_side = 'left' before tokenising")
+    if eos_token_id is None:
+        eos_token_id = model.generation_config.eos_token_id
+    eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    if pad_token_id is None:
+        pad_token_id = model.generation_config.pad_token_id
+    if pad_token_id is None:
+        pad_token_id = eos[0] if eos else 0
+    settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_ids=tuple(eos), pad_token_id=pad_token_id)
+    with image_scaling_backend(model):
+        return generate(model, prompt_batch(model, inputs), config, settings)
