@@ -3,8 +3,9 @@
 For every configuration (the six WhatsUp subsets and VSR) it loads and validates the rows exactly
 as the tasks do (``ADAPTVIS_DATA_DIR`` mirror, else the hub), checks that every referenced image
 exists under ``ADAPTVIS_IMAGE_ROOT`` and decodes, compares row counts with the paper's (a mismatch
-is a warning), warns about the known swapped Controlled_A pair, and says where missing data comes
-from. Exit code 0 when everything the checked configs need is present, 1 otherwise.
+is a warning), warns about the known swapped Controlled_A pair and about rows whose gold is not one
+of their own options, and says where missing data comes from. Exit code 0 when everything the
+checked configs need is present, 1 otherwise.
 
 Usage: ``adaptvis-doctor [--configs ...] [--data-dir DIR] [--image-root DIR] [--json]``
 (also ``python -m adaptvis_tasks.doctor``).
@@ -24,9 +25,12 @@ from adaptvis_tasks.data import (
     ALL_SUBSETS,
     DATA_DIR_ENV,
     IMAGE_ROOT_ENV,
+    ROW_COLUMN,
+    VSR_SUBSET,
     DataSetupError,
     SourceDescriptor,
     data_dir_from_env,
+    gold_outside_options,
     image_relpath,
     image_root_from_env,
     load_descriptors,
@@ -143,6 +147,18 @@ def check_config(descriptor: SourceDescriptor, data_dir: Path | None, image_root
             f"{descriptor.subset}: {report.rows} rows, the paper used {descriptor.paper_rows}; results will not be "
             "comparable with the paper's (partial or different copy of the data?)"
         )
+    if descriptor.subset != VSR_SUBSET:
+        outside = [(row[ROW_COLUMN], found) for row in loaded.rows if (found := gold_outside_options(row))]
+        if outside:
+            shown = "; ".join(
+                f"row {row}: gold {gold!r}, options {', '.join(options)}" for row, (gold, options) in outside[:3]
+            )
+            more = f" (and {len(outside) - 3} more)" if len(outside) > 3 else ""
+            report.warnings.append(
+                f"{descriptor.subset}: {len(outside)} row(s) whose gold is not among the options of its "
+                f"'Answer with' clause ({shown}{more}). Kept as published (the paper's data has one such VG_two_obj "
+                "row); `accuracy` can still credit them, `strict_accuracy` cannot."
+            )
     relpaths = [image_relpath(descriptor.subset, row) for row in loaded.rows]
     if descriptor.subset == "Controlled_A":
         present = {path.name for path in relpaths} & set(SWAPPED_CONTROLLED_A)

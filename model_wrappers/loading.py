@@ -2,6 +2,12 @@
 
 This is the only place that calls ``from_pretrained``; tests, the demo and real 7B runs all go
 through it, so the tiny local checkpoints exercise the same path as ``llava-hf/llava-1.5-7b-hf``.
+
+Problems with the checkpoint raise :class:`CheckpointError`, problems with the loading arguments
+(``dtype``, ``attn_implementation``, ``device``) raise
+:class:`~model_wrappers.methods.MethodArgumentError`; both messages name the argument
+(``pretrained=...``) and say what to do. A weights file that lacks tensors the architecture needs
+is an error: transformers would only log a report and initialise them randomly.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from pathlib import Path
 import torch
 
 from model_wrappers.architectures import SUPPORTED_MODEL_TYPES
+from model_wrappers.intervention import SUPPORTED_BASE_BACKENDS
+from model_wrappers.methods import MethodArgumentError
 
 
 class CheckpointError(RuntimeError):
@@ -23,6 +31,15 @@ _MODEL_CLASSES = {
     "llava_next": "LlavaNextForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
 }
+_EXAMPLE_CHECKPOINTS = {
+    "llava": "llava-hf/llava-1.5-7b-hf",
+    "llava_next": "llava-hf/llava-v1.6-mistral-7b-hf",
+    "qwen2_vl": "Qwen/Qwen2-VL-7B-Instruct",
+}
+_CHAT_TEMPLATE_FAMILIES = ("llava_next", "qwen2_vl")
+"""Model types prompted through the processor's chat template (LLaVA-1.5 uses the paper's prompt)."""
+
+_REDOWNLOAD = "re-download the checkpoint, or re-save it with save_pretrained (model and processor)"
 
 
 @dataclass
@@ -41,16 +58,72 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         return "auto" if device.type != "cpu" else torch.float32
     resolved = getattr(torch, str(dtype), None)
     if not isinstance(resolved, torch.dtype):
-        raise CheckpointError(f"dtype={dtype!r} is not a torch dtype; use auto, float32, float16 or bfloat16")
+        raise MethodArgumentError(f"dtype={dtype!r} is not a torch dtype; use auto, float32, float16 or bfloat16")
     return resolved
+
+
+def check_attn_implementation(attn_implementation: str, device: torch.device) -> None:
+    """Only backends the intervention can wrap, and that can run here, are accepted (before any weights are read)."""
+    name = str(attn_implementation)
+    if name not in SUPPORTED_BASE_BACKENDS:
+        raise MethodArgumentError(
+            f"attn_implementation={attn_implementation!r} is not supported; use one of "
+            f"{', '.join(SUPPORTED_BASE_BACKENDS)} (the AdaptVis intervention wraps these; eager would "
+            "materialise full attention matrices)"
+        )
+    if name.startswith("flash_attention"):
+        from transformers import utils
+
+        version = name.rsplit("_", 1)[1]
+        if not getattr(utils, f"is_flash_attn_{version}_available", lambda: False)():
+            raise MethodArgumentError(
+                f"attn_implementation={name} needs the flash-attn package (version {version}) and a supported GPU; "
+                "it is not available here: install it or use attn_implementation=sdpa"
+            )
+        if device.type != "cuda":
+            raise MethodArgumentError(f"attn_implementation={name} runs on CUDA devices only; device={device}")
+
+
+def _check_device(device: torch.device) -> None:
+    """A CUDA device that does not exist fails here, before gigabytes of weights are read."""
+    if device.type != "cuda":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0 or (device.index is not None and device.index >= count):
+        raise MethodArgumentError(
+            f"device={str(device)!r}: this machine has {count} CUDA device(s); give device=cpu"
+            + (f" or one of cuda:0..cuda:{count - 1}" if count else "")
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _folder_contents(pretrained: str) -> str:
+    """`` (folder holds: a, b, ...)`` for a local folder, else empty."""
+    path = Path(pretrained).expanduser()
+    if not path.is_dir():
+        return ""
+    names = sorted(p.name for p in path.iterdir())
+    shown = ", ".join(names[:12]) + (f", ... ({len(names)} entries)" if len(names) > 12 else "")
+    return f" (folder holds: {shown or 'nothing'})"
 
 
 def _check_local_folder(pretrained: str) -> None:
     """Clear errors for local folders; hub ids (``org/name``) are left to ``from_pretrained``."""
     path = Path(pretrained).expanduser()
+    if not pretrained.strip():
+        raise CheckpointError(
+            "pretrained= is empty; give a checkpoint folder or a hub id, e.g. pretrained=llava-hf/llava-1.5-7b-hf"
+        )
     if not path.exists():
         if pretrained.startswith((".", "/", "~")) or pretrained.count("/") > 1:
-            raise CheckpointError(f"pretrained={pretrained!r}: no such folder")
+            raise CheckpointError(
+                f"pretrained={pretrained!r}: no such folder; give the folder of a saved checkpoint (config.json, "
+                "weights, tokenizer and processor files) or a hub id such as llava-hf/llava-1.5-7b-hf"
+            )
         return
     if not path.is_dir():
         raise CheckpointError(f"pretrained={pretrained!r} is a file; give the checkpoint folder that holds config.json")
@@ -60,6 +133,19 @@ def _check_local_folder(pretrained: str) -> None:
             f"pretrained={pretrained!r} has no config.json (found: {found or 'nothing'}); give a Hugging Face "
             "checkpoint folder (config.json, weights, tokenizer and processor files) or a hub id"
         )
+
+
+def _unsupported(pretrained: str, model_type: object, allowed: tuple[str, ...], wrapper_name: str) -> CheckpointError:
+    supported = ", ".join(f"{t} ({SUPPORTED_MODEL_TYPES[t]})" for t in allowed)
+    if model_type in SUPPORTED_MODEL_TYPES:
+        other = "qwen2_vl_adaptvis" if model_type == "qwen2_vl" else "llava_adaptvis"
+        todo = f"use --model {other} for it"
+    else:
+        examples = ", ".join(_EXAMPLE_CHECKPOINTS[t] for t in allowed)
+        todo = f"give a checkpoint of a supported architecture, e.g. {examples}"
+    return CheckpointError(
+        f"pretrained={pretrained!r} is a {model_type!r} checkpoint; {wrapper_name} supports {supported}: {todo}"
+    )
 
 
 def load_checkpoint(
@@ -76,43 +162,71 @@ def load_checkpoint(
     import transformers
     from transformers import AutoConfig, AutoProcessor
 
-    _check_local_folder(str(pretrained))
+    pretrained = str(pretrained)
+    torch_dtype = resolve_dtype(dtype, device)
+    check_attn_implementation(attn_implementation, device)
+    _check_device(device)
+    _check_local_folder(pretrained)
     try:
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as error:  # transformers raises OSError/ValueError with long texts
         raise CheckpointError(
-            f"pretrained={pretrained!r}: cannot read its config "
-            f"({type(error).__name__}: {str(error).splitlines()[0]}); "
-            "check the folder or hub id (offline machines need a local folder)"
+            f"pretrained={pretrained!r}: cannot read its config ({_first_line(error)}); check the folder or hub id "
+            f"(offline machines need a local folder), or {_REDOWNLOAD}"
         ) from error
     model_type = getattr(config, "model_type", None)
     if model_type not in allowed_model_types:
-        others = {t: n for t, n in SUPPORTED_MODEL_TYPES.items() if t not in allowed_model_types}
-        hint = ""
-        if model_type in others:
-            hint = " (use --model qwen2_vl_adaptvis)" if model_type == "qwen2_vl" else " (use --model llava_adaptvis)"
-        raise CheckpointError(
-            f"pretrained={pretrained!r} is a {model_type!r} checkpoint; {wrapper_name} supports "
-            + ", ".join(f"{t} ({SUPPORTED_MODEL_TYPES[t]})" for t in allowed_model_types)
-            + hint
-        )
+        raise _unsupported(pretrained, model_type, allowed_model_types, wrapper_name)
     model_class = getattr(transformers, _MODEL_CLASSES[model_type])
     try:
-        model = model_class.from_pretrained(
+        model, info = model_class.from_pretrained(
             pretrained,
             revision=revision,
-            dtype=resolve_dtype(dtype, device),
+            dtype=torch_dtype,
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
+            output_loading_info=True,
         )
+    except Exception as error:
+        raise CheckpointError(
+            f"pretrained={pretrained!r}: cannot load the {model_type} weights ({_first_line(error)}); the weights "
+            "(model.safetensors, sharded model-*.safetensors with their index, or pytorch_model.bin) are missing, "
+            f"truncated or do not match config.json{_folder_contents(pretrained)}: {_REDOWNLOAD}"
+        ) from error
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise CheckpointError(
+            f"pretrained={pretrained!r}: the weights lack {len(missing)} tensor(s) of the {model_type} architecture "
+            f"({shown}); transformers would initialise them randomly. The weights file does not belong to this "
+            f"config.json or is incomplete: {_REDOWNLOAD}"
+        )
+    try:
         processor = AutoProcessor.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as error:
         raise CheckpointError(
-            f"pretrained={pretrained!r}: loading the {model_type} weights or processor failed "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); the checkpoint folder "
-            "looks incomplete or corrupt -- re-download or re-save it"
+            f"pretrained={pretrained!r}: cannot load its processor ({_first_line(error)}); a checkpoint needs the "
+            "tokenizer (tokenizer.json or tokenizer.model, tokenizer_config.json) and the image processor "
+            f"(preprocessor_config.json or processor_config.json){_folder_contents(pretrained)}: {_REDOWNLOAD}"
         ) from error
-    model.to(device)
+    if getattr(processor, "tokenizer", None) is None or getattr(processor, "image_processor", None) is None:
+        raise CheckpointError(
+            f"pretrained={pretrained!r}: its processor is a {type(processor).__name__} without a tokenizer and an "
+            f"image processor; {wrapper_name} needs the multimodal processor of the checkpoint: {_REDOWNLOAD}"
+        )
+    if model_type in _CHAT_TEMPLATE_FAMILIES and getattr(processor, "chat_template", None) is None:
+        raise CheckpointError(
+            f"pretrained={pretrained!r}: the {model_type} processor has no chat template, which {wrapper_name} "
+            "prompts it with; save the checkpoint's chat_template.jinja (or chat_template.json) into the folder: "
+            f"{_REDOWNLOAD}"
+        )
+    try:
+        model.to(device)
+    except (RuntimeError, AssertionError, ValueError) as error:  # no driver, no such device index, ...
+        raise MethodArgumentError(
+            f"device={str(device)!r} cannot be used ({_first_line(error)}); give device=cpu or an available "
+            "accelerator such as device=cuda:0"
+        ) from error
     model.eval()
     processor.tokenizer.padding_side = "left"
     return LoadedCheckpoint(model=model, processor=processor, model_type=model_type)

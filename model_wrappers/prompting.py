@@ -7,6 +7,9 @@ Contexts come in two shapes (see docs/TASKS.md): a *bare* question with its opti
 * LLaVA-1.5 uses a LLaVA-1.5 prompt verbatim (byte-identical to the paper) and wraps a bare
   question in the paper's template ``<image>\\nUSER: {question}\\nASSISTANT:``.
 * LLaVA-1.6 and Qwen2-VL get the bare question inside their own chat templates.
+
+Every context is validated the same way for all three (one image at most, roles only at the
+edges, a non-empty question); a bad one raises :class:`PromptError` naming the request.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from adaptvis_tasks.prompts import format_llava15_prompt, split_llava15_prompt
 
 IMAGE_PLACEHOLDER = "<image>"
+_FIX = "check the task's doc_to_text"
 
 
 class PromptError(ValueError):
@@ -23,7 +27,10 @@ class PromptError(ValueError):
 def _check_placeholders(context: str, where: str) -> int:
     count = context.count(IMAGE_PLACEHOLDER)
     if count > 1:
-        raise PromptError(f"{where}: the prompt has {count} '<image>' placeholders; these wrappers take one image")
+        raise PromptError(
+            f"{where}: the prompt has {count} '<image>' placeholders; these wrappers evaluate one image per "
+            f"question, so give tasks with one image and at most one '<image>' ({_FIX})"
+        )
     return count
 
 
@@ -34,21 +41,22 @@ def is_llava15_prompt(context: str) -> bool:
 
 def llava15_prompt(context: str, where: str = "prompt") -> str:
     """The paper's LLaVA-1.5 prompt for ``context`` (verbatim when it already is one)."""
-    _check_placeholders(context, where)
+    question = bare_question(context, where)  # validates a verbatim prompt too (e.g. an empty question)
     if is_llava15_prompt(context):
         return context
-    return format_llava15_prompt(bare_question(context, where))
+    return format_llava15_prompt(question)
 
 
 def bare_question(context: str, where: str = "prompt") -> str:
     """The question and option instruction without any conversation template."""
+    if not isinstance(context, str):
+        raise PromptError(f"{where}: the prompt is a {type(context).__name__}, not text ({_FIX})")
     _check_placeholders(context, where)
     try:
         question = split_llava15_prompt(context)
     except ValueError as error:
-        raise PromptError(f"{where}: {error}") from None
-    if not question.strip():
-        raise PromptError(f"{where}: the question is empty")
+        problem = "has an empty question" if str(error) == "is empty" else str(error)
+        raise PromptError(f"{where}: the prompt {problem} ({_FIX}); prompt: {context[:200]!r}") from None
     return question
 
 
@@ -56,7 +64,8 @@ def chat_prompt(processor, context: str, where: str = "prompt") -> str:
     """The bare question in the processor's chat template, one image before the text."""
     if getattr(processor, "chat_template", None) is None:
         raise PromptError(
-            f"{type(processor).__name__} of this checkpoint has no chat template; save one with the processor"
+            f"{where}: the {type(processor).__name__} of this checkpoint has no chat template; save one with the "
+            "processor (chat_template.jinja in the checkpoint folder)"
         )
     messages = [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": bare_question(context, where)}]}

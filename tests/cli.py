@@ -38,7 +38,12 @@ class Run:
         return self.results["results"][task][f"{name},none"]
 
     def answers(self, task: str) -> dict[int, str]:
-        return {s["doc_id"]: s["filtered_resps"][0] for s in self.samples[task]}
+        """doc_id -> the model's answer as logged in the samples JSONL."""
+        out = {}
+        for sample in self.samples[task]:
+            response = sample["filtered_resps"]
+            out[sample["doc_id"]] = response if isinstance(response, str) else response[0]
+        return out
 
 
 def base_env(data_dir: Path | None = None, image_root: Path | None = None, **extra: str) -> dict[str, str]:
