@@ -5,7 +5,9 @@ The reference code does ``Image.open(p).convert('RGB')``; for the common modes (
 handled explicitly: 16/32-bit integer greyscale (``I;16*``, ``I``) is scaled from the 16-bit range
 to 8 bits (PIL would clip everything above 255 to white), float ``F`` is scaled from [0, 1] (or, if
 values exceed 1, from the 16-bit range). Palette images with transparency go through RGBA first
-(same colours, no PIL warning). EXIF orientation is *not* applied, like the reference.
+(same colours, no PIL warning). A PNG colour key (``transparency`` of an RGB or L image) is dropped
+like an alpha channel: the pixels stay as they are. EXIF orientation is *not* applied, like the
+reference.
 
 Size: PIL refuses images above ``Image.MAX_IMAGE_PIXELS`` (~89M pixels: warning; ~179M: error)
 as a guard against decompression bombs from untrusted sources. Benchmark images are local files
@@ -51,7 +53,20 @@ def _decode(path: Path, *, rgb: bool) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB (see the module docstring for the rules)."""
+    """Convert any PIL mode to 8-bit RGB (see the module docstring for the rules).
+
+    The result never carries a ``transparency`` entry (a PNG colour key survives ``convert("RGB")``
+    as an RGB tuple): transformers' image processors composite any image that has one onto white,
+    which would change pixels the reference passes through unchanged. ``image`` is not modified.
+    """
+    rgb = _to_rgb_pixels(image)
+    if "transparency" in rgb.info:
+        rgb = rgb.copy() if rgb is image else rgb
+        del rgb.info["transparency"]
+    return rgb
+
+
+def _to_rgb_pixels(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image

@@ -29,6 +29,7 @@ from adaptvis_tasks.data import (
 )
 from adaptvis_tasks.images import open_rgb
 from adaptvis_tasks.splits import Split, split_indices
+from adaptvis_tasks.task_functions import yaml_function
 
 #: The size the reference forces every VSR image to (PIL ``resize((width, height))``).
 REFERENCE_RESIZE = (2300, 4096)
@@ -47,16 +48,19 @@ def _build(docs: Any, split: Split) -> Any:
     return docs_or_deferred_error(build)
 
 
+@yaml_function
 def process_docs(docs: Any) -> Any:
     """All VSR zero-shot test rows (plus ``row`` and ``subset``)."""
     return _build(docs, "full")
 
 
+@yaml_function
 def process_docs_val(docs: Any) -> Any:
     """The 20% validation rows (same rule as WhatsUp, N = 1222 in the published split)."""
     return _build(docs, "val")
 
 
+@yaml_function
 def process_docs_test(docs: Any) -> Any:
     """The 80% test rows."""
     return _build(docs, "test")
@@ -67,18 +71,21 @@ def _image(doc: Mapping[str, Any]) -> Any:
     return open_rgb(path, what=f"image of {VSR_SUBSET} row {doc[ROW_COLUMN]}")
 
 
+@yaml_function
 def doc_to_visual(doc: Mapping[str, Any]) -> list[Any]:
     """``[PIL.Image]`` in RGB, original size."""
     raise_if_deferred(doc)
     return [_image(doc)]
 
 
+@yaml_function
 def doc_to_visual_reference_resize(doc: Mapping[str, Any]) -> list[Any]:
     """``[PIL.Image]`` in RGB resized to 2300x4096 like the reference loader (a quirk, kept only here)."""
     raise_if_deferred(doc)
     return [_image(doc).resize(REFERENCE_RESIZE)]
 
 
+@yaml_function
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
     """``bare``: instruction + caption; ``llava15_paper``: ``User: <image>\\n {bare} Assistant:`` (reference bytes)."""
     raise_if_deferred(doc)
@@ -89,12 +96,14 @@ def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, 
     return f"{kwargs.get('pre_prompt', '')}{bare}{kwargs.get('post_prompt', '')}"
 
 
+@yaml_function
 def doc_to_target(doc: Mapping[str, Any]) -> str:
     """``Yes`` for label 1, ``No`` for label 0."""
     raise_if_deferred(doc)
     return "Yes" if int(doc["label"]) == 1 else "No"
 
 
+@yaml_function
 def process_results(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any]:
     """Per-doc values: reference ``accuracy``, ``strict_accuracy``, and the records the F1s aggregate."""
     raise_if_deferred(doc)
@@ -114,11 +123,13 @@ def _confusion(items: list[Mapping[str, Any]]) -> scoring.Confusion:
     return scoring.vsr_confusion((item["label"], item["correct"]) for item in items)
 
 
+@yaml_function
 def aggregate_f1(items: list[Mapping[str, Any]]) -> float:
     """Positive-class F1 over the evaluated docs."""
     return _confusion(items).f1
 
 
+@yaml_function
 def aggregate_paper_f1(items: list[Mapping[str, Any]]) -> float:
     """The paper's F1 (harmonic mean of TPR and TNR) over the evaluated docs."""
     return _confusion(items).paper_f1

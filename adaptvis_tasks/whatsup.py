@@ -41,6 +41,7 @@ from adaptvis_tasks.data import (
 )
 from adaptvis_tasks.images import open_rgb
 from adaptvis_tasks.splits import Split, split_indices
+from adaptvis_tasks.task_functions import yaml_function
 
 TWO_OBJECT_SUBSETS = ("Controlled_A", "Controlled_B", "COCO_two_obj", "VG_two_obj")
 
@@ -95,31 +96,37 @@ def _build(docs: Any, split: Split, variant: str | None = None) -> Any:
     return docs_or_deferred_error(build)
 
 
+@yaml_function
 def process_docs(docs: Any) -> Any:
     """All rows of the subset named by the descriptor (published order, plus ``row`` and ``subset``)."""
     return _build(docs, "full")
 
 
+@yaml_function
 def process_docs_val(docs: Any) -> Any:
     """The paper's 20% validation rows (``splits.validation_indices``)."""
     return _build(docs, "val")
 
 
+@yaml_function
 def process_docs_test(docs: Any) -> Any:
     """The paper's 80% test rows (``splits.test_indices``)."""
     return _build(docs, "test")
 
 
+@yaml_function
 def process_docs_two_options(docs: Any) -> Any:
     """All rows with the two-option prompt (Controlled_A/B)."""
     return _build(docs, "full", "two_options")
 
 
+@yaml_function
 def process_docs_six_options(docs: Any) -> Any:
     """All rows with the six-option prompt (COCO_one_obj/COCO_two_obj)."""
     return _build(docs, "full", "six_options")
 
 
+@yaml_function
 def process_docs_reversed(docs: Any) -> Any:
     """All rows with the two entities swapped and the converse gold (two-object subsets)."""
     return _build(docs, "full", "reversed")
@@ -185,6 +192,7 @@ def gold_answer(doc: Mapping[str, Any]) -> str:
     return doc["answer"][0].strip()
 
 
+@yaml_function
 def doc_to_visual(doc: Mapping[str, Any]) -> list[Any]:
     """``[PIL.Image]`` in RGB from ``ADAPTVIS_IMAGE_ROOT``; ImageLoadError naming the file if it is unusable."""
     raise_if_deferred(doc)
@@ -193,6 +201,7 @@ def doc_to_visual(doc: Mapping[str, Any]) -> list[Any]:
     return [open_rgb(path, what=f"image of {subset} row {doc[ROW_COLUMN]}")]
 
 
+@yaml_function
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
     """The prompt: ``bare`` (question + option instruction) or ``llava15_paper`` (the paper's exact prompt).
 
@@ -208,12 +217,14 @@ def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, 
     return f"{kwargs.get('pre_prompt', '')}{prompts.split_llava15_prompt(question)}{kwargs.get('post_prompt', '')}"
 
 
+@yaml_function
 def doc_to_target(doc: Mapping[str, Any]) -> str:
     """The gold answer word as published."""
     raise_if_deferred(doc)
     return gold_answer(doc)
 
 
+@yaml_function
 def process_results(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any]:
     """Per-doc metric values: substring ``accuracy``, ``strict_accuracy``, ``accuracy_<gold>``, and for
     Controlled_A/B the records that ``pair_accuracy``/``set_accuracy`` aggregate."""
@@ -247,11 +258,13 @@ def _pair_set(items: list[Mapping[str, Any]]) -> scoring.PairSetResult:
     return scoring.pair_set_accuracy(((item["row"], item["image_path"], item["correct"]) for item in items), subset)
 
 
+@yaml_function
 def aggregate_pair_accuracy(items: list[Mapping[str, Any]]) -> float:
     """Controlled pair accuracy over the evaluated docs (fraction; see ``scoring.pair_set_accuracy``)."""
     return _pair_set(items).pair_accuracy
 
 
+@yaml_function
 def aggregate_set_accuracy(items: list[Mapping[str, Any]]) -> float:
     """Controlled set accuracy over the evaluated docs (fraction; see ``scoring.pair_set_accuracy``)."""
     return _pair_set(items).set_accuracy

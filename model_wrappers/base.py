@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -23,6 +24,7 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
+from adaptvis_tasks.images import to_rgb
 from model_wrappers.architectures import num_text_layers, prompt_batch
 from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
 from model_wrappers.intervention import enable_image_attention_scaling
@@ -64,6 +66,17 @@ def _parse_batch_size(value: object) -> int:
     return int(text)
 
 
+def _generation_value(gen_kwargs: dict, key: str, default, where: str, parse):
+    """One generation setting parsed with ``parse``; a RequestError names the task if it is malformed."""
+    value = gen_kwargs.get(key)
+    if value is None:
+        return default
+    try:
+        return parse(value)
+    except (TypeError, ValueError, MethodArgumentError):
+        raise RequestError(f"{where}: generation_kwargs {key}={value!r} is not valid") from None
+
+
 def _parse_bool(name: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -72,6 +85,16 @@ def _parse_bool(name: str, value: object) -> bool:
     if str(value).lower() in ("false", "0", "no"):
         return False
     raise MethodArgumentError(f"{name}={value!r} must be true or false")
+
+
+def _barrier(accelerator: Accelerator) -> None:
+    """Wait for every rank (torch.distributed directly: on CPU, Accelerator may not know of the group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    else:
+        accelerator.wait_for_everyone()
 
 
 class AdaptVisLMM(lmms):
@@ -108,7 +131,7 @@ class AdaptVisLMM(lmms):
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
                 "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, trace, resume, device, "
-                "dtype, batch_size, attn_implementation, revision, trust_remote_code"
+                "dtype, batch_size, max_batch_size, attn_implementation, revision, trust_remote_code"
             )
         self.method = MethodConfig.from_model_args(
             method=method,
@@ -126,9 +149,14 @@ class AdaptVisLMM(lmms):
         self.accelerator = accelerator
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if accelerator.num_processes > 1 and str(device).startswith("cuda"):
-            device = f"cuda:{accelerator.local_process_index}"
-        self._device = torch.device(device)
+        if int(os.environ.get("WORLD_SIZE", accelerator.num_processes)) > 1 and str(device).startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', accelerator.local_process_index))}"
+        try:
+            self._device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise MethodArgumentError(
+                f"device={device!r} is not a torch device; use cpu, cuda or cuda:<index>"
+            ) from None
         loaded = load_checkpoint(
             self.pretrained,
             allowed_model_types=self.allowed_model_types,
@@ -144,8 +172,11 @@ class AdaptVisLMM(lmms):
         self.model_type = loaded.model_type
         self.method.check_layers(num_text_layers(self._model))
         enable_image_attention_scaling(self._model)
-        self._rank = accelerator.process_index
-        self._world_size = accelerator.num_processes
+        # lmms-eval shards documents by the RANK/WORLD_SIZE environment of the launcher; on CPU,
+        # `accelerate launch --num_processes N` starts N gloo processes that Accelerator itself
+        # reports as a single one, so the environment is the source of truth.
+        self._rank = int(os.environ.get("RANK", accelerator.process_index))
+        self._world_size = int(os.environ.get("WORLD_SIZE", accelerator.num_processes))
         tokenizer = self.processor.tokenizer
         eos_ids = self._model.generation_config.eos_token_id
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids or [])
@@ -188,11 +219,14 @@ class AdaptVisLMM(lmms):
         raise NotImplementedError(f"{self.wrapper_name} does not support multi-round generation")
 
     def _settings(self, gen_kwargs: dict, where: str) -> tuple[DecodeSettings, list[str]]:
-        if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature", 0) or 0) > 0:
+        sampling = _generation_value(gen_kwargs, "do_sample", False, where, lambda v: _parse_bool("do_sample", v))
+        temperature = _generation_value(gen_kwargs, "temperature", 0.0, where, float)
+        if sampling or temperature > 0:
             raise RequestError(
-                f"{where}: {self.wrapper_name} decodes greedily, as the paper; the task asks for sampling"
+                f"{where}: {self.wrapper_name} decodes greedily, as the paper; the task asks for sampling "
+                f"(do_sample={gen_kwargs.get('do_sample')!r}, temperature={gen_kwargs.get('temperature')!r})"
             )
-        if int(gen_kwargs.get("num_beams", 1) or 1) != 1:
+        if _generation_value(gen_kwargs, "num_beams", 1, where, int) != 1:
             raise RequestError(f"{where}: {self.wrapper_name} decodes greedily; the task asks for beam search")
         until = gen_kwargs.get("until") or []
         if isinstance(until, str):
@@ -200,7 +234,9 @@ class AdaptVisLMM(lmms):
         if not isinstance(until, list) or not all(isinstance(s, str) for s in until):
             raise RequestError(f"{where}: generation_kwargs 'until' must be a string or a list of strings")
         until = [s for s in until if s]
-        max_new_tokens = int(gen_kwargs.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+        max_new_tokens = _generation_value(gen_kwargs, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS, where, int)
+        if max_new_tokens < 1:
+            raise RequestError(f"{where}: generation_kwargs max_new_tokens={max_new_tokens} must be at least 1")
         stop = None
         if until:
             tokenizer = self.processor.tokenizer
@@ -229,8 +265,9 @@ class AdaptVisLMM(lmms):
                 f"{where}: {self.wrapper_name} evaluates one image per request; doc_to_visual returned "
                 f"{len(visuals)} item(s) of type {sorted({type(v).__name__ for v in visuals})}"
             )
-        image = visuals[0]
-        return image if image.mode == "RGB" else image.convert("RGB")
+        # The task suite's own conversion rules (16-bit greyscale, palettes, colour keys), also for
+        # images that other lmms-eval tasks hand over in memory.
+        return to_rgb(visuals[0])
 
     def _decode(self, tokens: list[int], until: Sequence[str]) -> str:
         text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -332,7 +369,7 @@ class AdaptVisLMM(lmms):
         if self.trace is not None:
             self.trace.close()
             if self._world_size > 1:
-                self.accelerator.wait_for_everyone()
+                _barrier(self.accelerator)
             merged = self.trace.merge_ranks()
             if merged is not None:
                 logger.info(f"trace: merged {self._world_size} rank files into {merged}")

@@ -101,6 +101,17 @@ def parse_layers(value: object) -> tuple[int, ...] | None:
     return tuple(sorted(set(layers)))
 
 
+def format_layers(layers: tuple[int, ...]) -> str:
+    """The compact ``a-b|c`` form of sorted layer indices (the inverse of :func:`parse_layers`)."""
+    spans: list[list[int]] = []
+    for layer in layers:
+        if spans and layer == spans[-1][1] + 1:
+            spans[-1][1] = layer
+        else:
+            spans.append([layer, layer])
+    return "|".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     """A validated decoding method: the paper's baseline, ScalingVis, AdaptVis, or an alpha sweep."""
@@ -177,8 +188,8 @@ class MethodConfig:
         """Fail early when ``layers`` names a decoder layer the checkpoint does not have."""
         if self.layers is not None and self.layers and max(self.layers) >= num_layers:
             raise MethodArgumentError(
-                f"layers={'|'.join(map(str, self.layers))} names layer {max(self.layers)}, but the language "
-                f"model has {num_layers} decoder layers (0..{num_layers - 1})"
+                f"layers={format_layers(self.layers)} names layer {max(self.layers)}, but the language model has "
+                f"{num_layers} decoder layers (0..{num_layers - 1})"
             )
 
     @property

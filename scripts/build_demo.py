@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adaptvis_tasks.synthetic import write_mirror  # noqa: E402
-from model_wrappers.tiny_checkpoints import build_tiny_llava  # noqa: E402
+from adaptvis_tasks.synthetic import write_mirror
+from model_wrappers.tiny_checkpoints import build_tiny_llava
 
 DEMO_ROWS = {"Controlled_A": 412}
 """Controlled_A at its published size: 103 object pairs x 4 relations."""

@@ -17,14 +17,14 @@ from pathlib import Path
 LMMS_EVAL = shutil.which("lmms-eval", path=str(Path(sys.executable).parent)) or "lmms-eval"
 VOLATILE_RESULT_KEYS = {
     "date",
+    "start_time",
+    "end_time",
     "total_evaluation_time_seconds",
     "throughput",
     "usage",
     "efficiency",
-    "git_hash",
-    "git_branch",
 }
-"""Result fields that legitimately differ between two runs of the same command (time, host)."""
+"""Result fields that are timestamps or timings: they legitimately differ between identical runs."""
 
 
 @dataclass
@@ -94,10 +94,5 @@ def run_lmms_eval(command: list[str], env: dict[str, str], output_dir: Path, tim
 
 
 def stable_results(results: dict) -> dict:
-    """The results JSON without the fields that legitimately change between identical runs."""
-    stable = {k: v for k, v in results.items() if k not in VOLATILE_RESULT_KEYS}
-    config = dict(stable.get("config", {}))
-    for key in ("resolved_cli_args",):
-        config.pop(key, None)
-    stable["config"] = config
-    return stable
+    """The results JSON without its timestamps and timings."""
+    return {k: v for k, v in results.items() if k not in VOLATILE_RESULT_KEYS}

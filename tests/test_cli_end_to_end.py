@@ -109,11 +109,13 @@ def test_qwen2_vl_runs_without_output_path_and_prints_its_table(runs):
 
     args = f"pretrained={runs.checkpoints['qwen2_vl']},device=cpu,method=scaling_vis,alpha=0.8"
     command = lmms_eval_command("qwen2_vl_adaptvis", args, "whatsup_controlled_b,vsr_zeroshot", Path("unused"))
-    command = command[: command.index("--output_path")] + ["--batch_size", "4"]
+    command = [*command[: command.index("--output_path")], "--batch_size", "4"]
     completed = subprocess_run(command, env=runs.env(), capture_output=True, text=True, timeout=600)
     table = [line for line in completed.stdout.splitlines() if line.startswith("|")]
     rows = {(cells[1].strip(), cells[4].strip()) for cells in (line.split("|") for line in table) if len(cells) > 5}
-    assert ("whatsup_controlled_b", "accuracy") in rows and ("vsr_zeroshot", "paper_f1") in rows, completed.stdout[-3000:]
+    assert ("whatsup_controlled_b", "accuracy") in rows and ("vsr_zeroshot", "paper_f1") in rows, completed.stdout[
+        -3000:
+    ]
     assert not Path("unused").exists()
 
 

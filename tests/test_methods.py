@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_wrappers.methods import PAPER_ALPHA_GRID, MethodArgumentError, MethodConfig, parse_layers
+from model_wrappers.methods import PAPER_ALPHA_GRID, MethodArgumentError, MethodConfig, format_layers, parse_layers
 
 
 def test_defaults_are_the_plain_baseline_on_all_layers():
@@ -61,5 +61,10 @@ def test_layers_accept_all_indices_ranges_and_lists():
 def test_layers_beyond_the_model_are_refused():
     config = MethodConfig.from_model_args(layers="0-4")
     config.check_layers(5)
-    with pytest.raises(MethodArgumentError, match="names layer 4, but the language model has 4 decoder layers"):
+    with pytest.raises(MethodArgumentError, match="layers=0-4 names layer 4, but the language model has 4 decoder"):
         config.check_layers(4)
+
+
+def test_layer_lists_print_compactly():
+    assert format_layers((0, 1, 2, 5, 7, 8)) == "0-2|5|7-8"
+    assert parse_layers(format_layers((0, 1, 2, 5, 7, 8))) == (0, 1, 2, 5, 7, 8)

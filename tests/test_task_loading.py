@@ -284,3 +284,25 @@ def test_pair_and_set_accuracy_are_one_when_every_answer_is_right(data_env, task
     task_dict = task_manager().load_task_or_group(["whatsup_controlled_b"])
     results = _evaluate(task_dict, lambda _task, doc, _context: doc["answer"][0])["results"]["whatsup_controlled_b"]
     assert (results["pair_accuracy,none"], results["set_accuracy,none"], results["accuracy,none"]) == (1.0, 1.0, 1.0)
+
+
+def test_every_yaml_function_prints_as_its_import_path_not_a_memory_address():
+    """lmms-eval writes str(task function) into results JSON; it must not change between runs."""
+    import importlib
+    import inspect
+    import re
+    from pathlib import Path
+
+    from yaml_tasks import tasks_dir
+
+    referenced = set()
+    for path in Path(tasks_dir()).rglob("*"):
+        if path.is_file() and (path.suffix == ".yaml" or path.name.endswith("_yaml")):
+            referenced |= set(re.findall(r"!function\s+([\w.]+)", path.read_text()))
+    assert len(referenced) >= 20
+    for dotted in sorted(referenced):
+        module, name = dotted.rsplit(".", 1)
+        function = getattr(importlib.import_module(module), name)
+        assert str(function) == dotted
+        assert " at 0x" not in repr(function)
+        assert list(inspect.signature(function).parameters)  # signature still visible to lmms-eval
