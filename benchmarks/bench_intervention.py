@@ -4,9 +4,9 @@ Realistic shape on CPU: a LLaVA-1.5-shaped checkpoint with 336 px images (576 im
 a 4-layer language model and WhatsUp-like prompts, answers of a few tokens (WhatsUp answers are
 one word plus EOS). Weights are random; only cost is measured.
 
-All methods run in one process, interleaved round by round, so the ratios come from the same
-conditions; each method's peak memory is measured in a fresh subprocess (CPU: peak RSS above the
-RSS after loading; CUDA: ``torch.cuda.max_memory_allocated``).
+All methods run in one process, interleaved round by round; each ratio is paired within a round
+and the table reports the median and quartiles over rounds. Each method's peak memory is measured
+in a fresh subprocess: the peak resident set size above the RSS after loading (Linux VmHWM).
 
     python benchmarks/bench_intervention.py                  # defaults used in docs/BENCHMARKS.md
     python benchmarks/bench_intervention.py --quick          # smaller, for a smoke check
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -123,8 +124,6 @@ def _memory_probe(args) -> None:
         enable_image_attention_scaling(model)
     inputs = _inputs(processor, args.batch_size, args.image_size)
     run = _runner(args.memory_probe, model, inputs, args)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS high-water mark (Linux)
     before = _status_kib("VmRSS")
     run()
@@ -132,7 +131,14 @@ def _memory_probe(args) -> None:
     print(json.dumps({"rss_growth_mib": (peak - before) / 1024, "peak_rss_mib": peak / 1024}))
 
 
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+"""glibc keeps freed tensor memory instead of returning it to the OS after every step; without this,
+page faults on re-allocation add +-20% noise to every timing on CPU (all methods alike)."""
+
+
 def main() -> None:
+    if any(os.environ.get(k) != v for k, v in MALLOC_SETTINGS.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_SETTINGS})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
@@ -140,7 +146,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--new-tokens", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is least noisy here)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke check, not for the docs)")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
@@ -173,19 +179,26 @@ def main() -> None:
         memory = {name: _peak_memory(checkpoint, name, args) for name in names}
 
     medians = {n: statistics.median(t) for n, t in times.items()}
-    base = medians["baseline"]
+    # Ratios are paired within a round (every method runs once per round, in rotating order), so
+    # slow drifts of the machine cancel; the table reports their median and quartiles.
+    ratios = {n: sorted(t / b for t, b in zip(times[n], times["baseline"], strict=True)) for n in names}
     base_growth = max(memory["baseline"]["rss_growth_mib"], 1e-9)
     print(
         f"shape: {image_tokens} image tokens, prompt {inputs['input_ids'].shape[1]} tokens, "
         f"{args.layers} layers x hidden {args.hidden}, batch {args.batch_size}, {args.new_tokens} new tokens, "
         f"{args.rounds} rounds, {args.threads} threads, torch {torch.__version__}"
     )
-    print(f"{'method':<18}{'median s':>10}{'time / baseline':>17}{'peak RSS MiB':>14}{'RSS growth / baseline':>23}")
+    print(
+        f"{'method':<18}{'median s':>10}{'time / baseline':>17}{'(quartiles)':>16}"
+        f"{'peak RSS MiB':>14}{'RSS growth MiB':>16}{'growth / baseline':>19}"
+    )
     for name in names:
+        quartiles = statistics.quantiles(ratios[name], n=4)
         growth = memory[name]["rss_growth_mib"]
         print(
-            f"{name:<18}{medians[name]:>10.4f}{medians[name] / base:>17.3f}{memory[name]['peak_rss_mib']:>14.0f}"
-            f"{growth / base_growth:>23.2f}"
+            f"{name:<18}{medians[name]:>10.4f}{statistics.median(ratios[name]):>17.3f}"
+            f"{f'{quartiles[0]:.3f}-{quartiles[2]:.3f}':>16}"
+            f"{memory[name]['peak_rss_mib']:>14.0f}{growth:>16.1f}{growth / base_growth:>19.2f}"
         )
 
 
