@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 import torch
 
-from model_wrappers.architectures import prompt_batch
+from model_wrappers.architectures import num_text_layers, prompt_batch
 from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
 from model_wrappers.intervention import image_scaling_backend
 from model_wrappers.methods import MethodConfig
@@ -65,8 +65,6 @@ def adaptvis_generate(
         layers=layers,
         confidence_rule=confidence_rule,
     )
-    from model_wrappers.architectures import num_text_layers
-
     config.check_layers(num_text_layers(model))
     attention_mask = inputs["attention_mask"]
     if bool((attention_mask[:, -1] == 0).any()):

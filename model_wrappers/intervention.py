@@ -28,7 +28,6 @@ that sets the per-row key factors and removes them in ``finally``. Nothing here 
 from __future__ import annotations
 
 import contextvars
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -201,7 +200,3 @@ def adaptvis_alpha(
 ) -> float:
     """Eq. 3: ``alpha1`` (smooth) when the compared confidence is below beta, else ``alpha2`` (sharpen)."""
     return alpha1 if compared_confidence(confidence, rule) < threshold else alpha2
-
-
-def is_identity(alpha: float) -> bool:
-    return math.isclose(alpha, 1.0, rel_tol=0.0, abs_tol=0.0)
