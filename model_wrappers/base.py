@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import torch
@@ -49,8 +50,9 @@ class _Prepared:
     prompt: str
     image: Image.Image
 
+    @cached_property
     def input_sha(self) -> str:
-        """Hash of exactly what the model sees (prompt text and image pixels)."""
+        """Hash of exactly what the model sees (prompt text and image pixels); computed once."""
         digest = hashlib.sha256(self.prompt.encode("utf-8"))
         digest.update(f"{self.image.size}{self.image.mode}".encode())
         digest.update(self.image.tobytes())
@@ -147,9 +149,14 @@ class AdaptVisLMM(lmms):
         self.pretrained = str(pretrained)
         accelerator = Accelerator()
         self.accelerator = accelerator
+        # lmms-eval shards documents by the RANK/WORLD_SIZE environment of the launcher; on CPU,
+        # `accelerate launch --num_processes N` starts N gloo processes that Accelerator itself
+        # reports as a single one, so the environment is the source of truth.
+        self._rank = int(os.environ.get("RANK", accelerator.process_index))
+        self._world_size = int(os.environ.get("WORLD_SIZE", accelerator.num_processes))
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if int(os.environ.get("WORLD_SIZE", accelerator.num_processes)) > 1 and str(device).startswith("cuda"):
+        if self._world_size > 1 and str(device).startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', accelerator.local_process_index))}"
         try:
             self._device = torch.device(device)
@@ -172,11 +179,6 @@ class AdaptVisLMM(lmms):
         self.model_type = loaded.model_type
         self.method.check_layers(num_text_layers(self._model))
         enable_image_attention_scaling(self._model)
-        # lmms-eval shards documents by the RANK/WORLD_SIZE environment of the launcher; on CPU,
-        # `accelerate launch --num_processes N` starts N gloo processes that Accelerator itself
-        # reports as a single one, so the environment is the source of truth.
-        self._rank = int(os.environ.get("RANK", accelerator.process_index))
-        self._world_size = int(os.environ.get("WORLD_SIZE", accelerator.num_processes))
         tokenizer = self.processor.tokenizer
         eos_ids = self._model.generation_config.eos_token_id
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids or [])
@@ -310,7 +312,7 @@ class AdaptVisLMM(lmms):
             "alpha": out.alpha,
             "answer": answer,
             "run": run,
-            "input_sha": item.input_sha(),
+            "input_sha": item.input_sha,
         }
         if out.sweep is not None:
             record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
@@ -319,7 +321,7 @@ class AdaptVisLMM(lmms):
     def _resumed_answer(self, item: _Prepared, run: str) -> str | None:
         _, _, _, doc_id, task, split = item.request.args
         record = self.trace.recorded(run, task, split, doc_id)
-        if record is not None and record.get("input_sha") == item.input_sha():
+        if record is not None and record.get("input_sha") == item.input_sha:
             return record["answer"]
         return None
 
