@@ -271,9 +271,8 @@ def format_report(report: DoctorReport, max_examples: int = 5) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit code (0 ready, 1 not ready, 2 bad arguments)."""
-    parser = argparse.ArgumentParser(prog="adaptvis-doctor", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The doctor's options (shared by ``adaptvis-doctor`` and ``adaptvis doctor``)."""
     parser.add_argument("--configs", nargs="+", metavar="CONFIG", help=f"check only these ({', '.join(ALL_SUBSETS)})")
     parser.add_argument("--data-dir", type=Path, help=f"local mirror to check (overrides {DATA_DIR_ENV})")
     parser.add_argument("--image-root", type=Path, help=f"image folder to check (overrides {IMAGE_ROOT_ENV})")
@@ -281,11 +280,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-examples", type=int, default=5, help="missing/corrupt paths listed per config (default 5)"
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check and print; returns the exit code (0 ready, 1 not ready, 2 bad arguments)."""
     try:
         configs = resolve_config_names(args.configs)
     except ValueError as err:
-        parser.error(str(err))
+        print(f"adaptvis doctor: error: {err}", file=sys.stderr)
+        return 2
     data_dir = args.data_dir.expanduser() if args.data_dir else data_dir_from_env()
     image_root = args.image_root.expanduser() if args.image_root else image_root_from_env()
     report = run_checks(configs, data_dir, image_root)
@@ -294,6 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(format_report(report, args.max_examples))
     return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point ``adaptvis-doctor``; returns the exit code (0 ready, 1 not ready, 2 bad arguments)."""
+    parser = argparse.ArgumentParser(prog="adaptvis-doctor", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Analysis tools that need a model (attention maps, embedding norms)."""
