@@ -30,6 +30,7 @@ from adaptvis_tasks.data import (
 from adaptvis_tasks.images import open_rgb
 from adaptvis_tasks.splits import Split, split_indices
 from adaptvis_tasks.task_functions import yaml_function
+from adaptvis_tasks.whatsup import with_split_column
 
 #: The size the reference forces every VSR image to (PIL ``resize((width, height))``).
 REFERENCE_RESIZE = (2300, 4096)
@@ -43,7 +44,8 @@ def _build(docs: Any, split: Split) -> Any:
                 f"VSR task got the source descriptor of {descriptor.subset!r}; expected {VSR_SUBSET!r}."
             )
         loaded = load_rows(descriptor)
-        return rows_to_dataset(loaded, [loaded.rows[index] for index in split_indices(len(loaded.rows), split)])
+        rows = [loaded.rows[index] for index in split_indices(len(loaded.rows), split)]
+        return rows_to_dataset(loaded, with_split_column(rows, split))
 
     return docs_or_deferred_error(build)
 

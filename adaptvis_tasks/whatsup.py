@@ -43,6 +43,21 @@ from adaptvis_tasks.images import open_rgb
 from adaptvis_tasks.splits import Split, split_indices
 from adaptvis_tasks.task_functions import yaml_function
 
+SPLIT_COLUMN = "suite_split"
+"""Column every doc gets from ``process_docs``: this suite's split, ``val``, ``test`` or ``all``.
+
+lmms-eval calls every split ``test`` (the name of the source descriptor's split), so a ``_val``
+task would otherwise be indistinguishable from a ``_test`` one in a trace (docs/TRACE.md)."""
+
+SUITE_SPLIT_NAMES: dict[str, str] = {"full": "all", "val": "val", "test": "test"}
+
+
+def with_split_column(rows: list[dict[str, Any]], split: Split) -> list[dict[str, Any]]:
+    """``rows`` with :data:`SPLIT_COLUMN` set to the suite's name of ``split``."""
+    name = SUITE_SPLIT_NAMES[split]
+    return [{**row, SPLIT_COLUMN: name} for row in rows]
+
+
 TWO_OBJECT_SUBSETS = ("Controlled_A", "Controlled_B", "COCO_two_obj", "VG_two_obj")
 
 #: Two-option variant: gold relation -> the two options offered.
@@ -91,7 +106,7 @@ def _build(docs: Any, split: Split, variant: str | None = None) -> Any:
         rows = [loaded.rows[index] for index in keep]
         if variant is not None:
             rows = _apply_variant(loaded, rows, variant)
-        return rows_to_dataset(loaded, rows)
+        return rows_to_dataset(loaded, with_split_column(rows, split))
 
     return docs_or_deferred_error(build)
 

@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from adaptvis_tasks.images import to_rgb
+from adaptvis_tasks.whatsup import SPLIT_COLUMN
 from model_wrappers.architectures import num_text_layers, prompt_batch
 from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
 from model_wrappers.intervention import enable_image_attention_scaling
@@ -87,6 +88,23 @@ def _parse_bool(name: str, value: object) -> bool:
     if str(value).lower() in ("false", "0", "no"):
         return False
     raise MethodArgumentError(f"{name}={value!r} must be true or false")
+
+
+def _json_columns(doc: object) -> dict:
+    """The task document's columns that JSON can hold as they are (images and bytes left out).
+
+    Lets analysis tools score a trace without the dataset (``adaptvis tune``, docs/TRACE.md).
+    """
+    if not isinstance(doc, dict):
+        return {}
+    kept = {}
+    for column, value in doc.items():
+        try:
+            json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        kept[column] = value
+    return kept
 
 
 def _barrier(accelerator: Accelerator) -> None:
@@ -303,9 +321,11 @@ class AdaptVisLMM(lmms):
 
     def _trace_record(self, item: _Prepared, out: SampleOutput, answer: str, until, run: str) -> dict:
         _, _, _, doc_id, task, split = item.request.args
+        doc = self.task_dict[task][split][doc_id]
         record = {
             "task": task,
-            "split": split,
+            "split": doc.get(SPLIT_COLUMN) if isinstance(doc, dict) else None,
+            "lmms_eval_split": split,
             "doc_id": doc_id,
             "method": self.method.method,
             "confidence": out.confidence,
@@ -313,14 +333,18 @@ class AdaptVisLMM(lmms):
             "answer": answer,
             "run": run,
             "input_sha": item.input_sha,
+            "pretrained": self.pretrained,
+            "model_type": self.model_type,
+            "layers": "all" if self.method.layers is None else "|".join(str(i) for i in self.method.layers),
         }
         if out.sweep is not None:
             record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
+        record["doc"] = _json_columns(doc)
         return record
 
     def _resumed_answer(self, item: _Prepared, run: str) -> str | None:
         _, _, _, doc_id, task, split = item.request.args
-        record = self.trace.recorded(run, task, split, doc_id)
+        record = self.trace.recorded(run, task, split, doc_id)  # keyed by lmms-eval's split name
         if record is not None and record.get("input_sha") == item.input_sha:
             return record["answer"]
         return None

@@ -14,6 +14,11 @@ from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("adaptvis_tasks.doctor", "check that every dataset configuration and image is in place"),
+    "tune": ("adaptvis_tasks.analysis.tune", "choose ScalingVis/AdaptVis coefficients from one sweep trace"),
+    "compare": ("adaptvis_tasks.analysis.compare", "compare runs: deltas, paired significance, flipped documents"),
+    "table": ("adaptvis_tasks.analysis.table", "the paper's Table 1 layout, or leaderboard rows with provenance"),
+    "curves": ("adaptvis_tasks.analysis.curves", "accuracy and confidence per gold relation against alpha"),
+    "attention": ("model_wrappers.analysis.attention", "attention maps over the image and image/text shares"),
 }
 """Sub-command -> (module with add_arguments/run, one-line help)."""
 

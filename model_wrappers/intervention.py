@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
+
+from adaptvis_tasks.confidence import CONFIDENCE_RULES, adaptvis_alpha, compared_confidence  # noqa: F401 (re-exported)
 
 BACKEND_PREFIX = "adaptvis_"
 """Registered attention backends are named ``adaptvis_<base>``, e.g. ``adaptvis_sdpa``."""
@@ -176,27 +177,10 @@ def image_scaling_backend(model) -> Iterator[None]:
 
 
 # --- AdaptVis (Eq. 3a / 3b) ---------------------------------------------------------------
-
-CONFIDENCE_RULES = ("paper_rounded", "unrounded")
-"""``paper_rounded``: the reference compares ``np.round(C, 2)`` with beta; ``unrounded``: ``C`` itself."""
+# The rule itself (CONFIDENCE_RULES, compared_confidence, adaptvis_alpha) lives in
+# adaptvis_tasks.confidence so that the model-free tuning tool replays exactly the same code.
 
 
 def first_token_confidence(first_token_logits: torch.Tensor) -> torch.Tensor:
     """``C``: the largest softmax probability of the first generated token (float32, per row)."""
     return torch.softmax(first_token_logits.float(), dim=-1).max(dim=-1).values
-
-
-def compared_confidence(confidence: float, rule: str = "paper_rounded") -> float:
-    """The value AdaptVis compares with beta under ``rule`` (numpy rounding, as the reference)."""
-    if rule == "paper_rounded":
-        return float(np.round(float(confidence), 2))
-    if rule == "unrounded":
-        return float(confidence)
-    raise ValueError(f"confidence_rule={rule!r} is not one of {', '.join(CONFIDENCE_RULES)}")
-
-
-def adaptvis_alpha(
-    confidence: float, threshold: float, alpha1: float, alpha2: float, rule: str = "paper_rounded"
-) -> float:
-    """Eq. 3: ``alpha1`` (smooth) when the compared confidence is below beta, else ``alpha2`` (sharpen)."""
-    return alpha1 if compared_confidence(confidence, rule) < threshold else alpha2

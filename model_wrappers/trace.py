@@ -1,14 +1,15 @@
 """Per-request trace: one JSON object per line, written whole, flushed and fsynced.
 
 Public format (analysis tools read it; see docs/TRACE.md). Every line has at least ``task``,
-``split``, ``doc_id``, ``method``, ``confidence`` (unrounded, under alpha = 1), ``alpha`` (the
-alpha applied; null for the baseline), ``answer``; sweep lines add ``answers`` keyed by alpha
-(as strings, e.g. ``"0.5"``). ``run`` fingerprints the settings (checkpoint, method and its
-coefficients, generation settings) so that lines from different configurations never mix up.
+``split`` (the suite's split, ``val``/``test``/``all``, or null), ``lmms_eval_split``, ``doc_id``,
+``doc`` (the task document's JSON-serialisable columns), ``method``, ``confidence`` (unrounded,
+under alpha = 1), ``alpha`` (the alpha applied; null for the baseline), ``answer``; sweep lines
+add ``answers`` keyed by alpha (as strings, e.g. ``"0.5"``). ``run`` fingerprints the settings
+(checkpoint, method and its coefficients, generation settings) so that lines from different configurations never mix up.
 
 Guarantees: a killed run leaves only complete lines (a trailing partial line, possible only if
 the machine died mid-write, is cut off when the file is next opened, with a warning); a line
-whose ``(run, task, split, doc_id)`` is already in the file is not written again, so reruns
+whose ``(run, task, lmms_eval_split, doc_id)`` is already in the file is not written again, so reruns
 (e.g. with lmms-eval's ``--use_cache``) never duplicate lines. With several processes each rank
 writes ``<stem>.rank<k><suffix>``; rank 0 merges them into the requested path when the
 evaluation ends (:func:`merge_traces`, also ``python -m model_wrappers.trace merge``).
@@ -26,7 +27,10 @@ from pathlib import Path
 
 from loguru import logger
 
-KEY_FIELDS = ("run", "task", "split", "doc_id")
+KEY_FIELDS = ("run", "task", "lmms_eval_split", "doc_id")
+"""What identifies a request. ``lmms_eval_split`` is lmms-eval's split name (``test`` for every task of
+this suite); ``split`` is the suite's own (``val``/``test``/``all``). Records written before
+``lmms_eval_split`` existed carry lmms-eval's name in ``split``, which is used in its place."""
 
 
 def run_fingerprint(settings: dict) -> str:
@@ -39,8 +43,13 @@ def rank_path(path: Path, rank: int) -> Path:
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
 
+def lmms_eval_split(record: dict) -> object:
+    """lmms-eval's split of a record (``split`` in records older than ``lmms_eval_split``)."""
+    return record["lmms_eval_split"] if "lmms_eval_split" in record else record.get("split")
+
+
 def _key(record: dict) -> tuple:
-    return tuple(record.get(field) for field in KEY_FIELDS)
+    return (record.get("run"), record.get("task"), lmms_eval_split(record), record.get("doc_id"))
 
 
 def read_trace(path: str | Path) -> Iterator[dict]:
@@ -98,7 +107,10 @@ class TraceWriter:
         return [f for f in files if f.exists()]
 
     def recorded(self, run: str, task: str, split: str, doc_id: int) -> dict | None:
-        """The record of an earlier answer to this request under the same settings, if any."""
+        """The record of an earlier answer to this request under the same settings, if any.
+
+        ``split`` is lmms-eval's split name (the request's), not the suite's.
+        """
         return self._records.get((run, task, split, doc_id))
 
     def write(self, record: dict) -> bool:
@@ -131,7 +143,7 @@ class TraceWriter:
 
 
 def merge_traces(paths: Iterable[str | Path], output: str | Path) -> Path:
-    """Merge trace files into ``output`` (sorted by task, split, doc_id); duplicates are an error.
+    """Merge trace files into ``output`` (sorted by run, task, split, doc_id); conflicting duplicates are an error.
 
     Written to a temporary file and renamed, so ``output`` is never half-written. Lines already in
     ``output`` are kept (deduplicated), so a rerun can merge into an existing trace.
@@ -151,7 +163,7 @@ def merge_traces(paths: Iterable[str | Path], output: str | Path) -> Path:
             records[key] = record
     ordered = sorted(
         records.values(),
-        key=lambda r: (str(r.get("run")), str(r.get("task")), str(r.get("split")), r.get("doc_id", -1)),
+        key=lambda r: (str(r.get("run")), str(r.get("task")), str(lmms_eval_split(r)), r.get("doc_id", -1)),
     )
     temporary = output.with_name(output.name + ".tmp")
     with open(temporary, "w", encoding="utf-8") as handle:
