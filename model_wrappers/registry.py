@@ -55,4 +55,7 @@ def model_manifests():
     from lmms_eval.models.registry_v2 import ModelManifest
 
     install_task_discovery()
+    from model_wrappers.provenance import install_results_provenance
+
+    install_results_provenance()  # results["adaptvis_eval"]: suite version/commit, package versions
     return [ModelManifest(model_id=name, simple_class_path=path) for name, path in MODEL_CLASSES.items()]
