@@ -201,6 +201,7 @@ class AttentionResult:
     image_columns: torch.Tensor
     grid: Grid
     prompt: str
+    first_token_logits_after: torch.Tensor  # [vocab], the intervened pass's next-token logits
 
     def share(self, layer: int, which: str) -> float:
         weights = (self.before if which == "before" else self.after)[layer]
@@ -251,7 +252,7 @@ def run_attention(
         else:
             applied = adaptvis_alpha(confidence, float(threshold), float(alpha1), float(alpha2), confidence_rule)
         with torch.no_grad(), probing(_Probe(image_columns, alpha=applied, layers=chosen_layers)) as after:
-            model(**inputs)
+            logits_after = model(**inputs).logits[0, -1, :].float().cpu()
     finally:
         model.set_attn_implementation({"text_config": previous})
     missing = [layer for layer in layers_all if layer not in before.captured or layer not in after.captured]
@@ -266,6 +267,7 @@ def run_attention(
         image_columns=image_columns,
         grid=image_grid(model, inputs, int(image_columns.sum())),
         prompt=prompt,
+        first_token_logits_after=logits_after,
     )
 
 
