@@ -44,7 +44,9 @@ def _two_runs(tmp_path: Path) -> tuple[Path, Path]:
             "whatsup_synthetic_a": {"accuracy": 0.3, "pair_accuracy": 0.1},
             "vsr_zeroshot_test": {"accuracy": 0.55, "paper_f1": 0.5, "f1": 0.6},
             "pope_adv": {"pope_accuracy": 0.8},
+            "whatsup_variants": {"accuracy": 0.4},  # a group's aggregate: not a column
         },
+        group_subtasks={"whatsup_variants": ["whatsup_controlled_a_two_options"], "pope_adv": []},
     )
     adapt = _results(
         tmp_path / "adapt" / "m" / "20260101_000000_results.json",

@@ -48,6 +48,8 @@ from adaptvis_tasks.analysis.common import (
 )
 
 RESULTS_SUFFIX = "_results.json"
+TRUSTED_PACKAGES = ("adaptvis_tasks", "lmms_eval")
+"""Aggregation functions named in a results file are imported only from these packages."""
 
 
 @dataclass
@@ -236,6 +238,8 @@ def resolve_aggregation(run: RunFiles, task: str, metric: str) -> Callable[[list
     match = _FUNCTION_REPR.fullmatch(name)
     if match is None and "." in name:
         module_name, _, function = name.rpartition(".")
+        if module_name.split(".")[0] not in TRUSTED_PACKAGES:
+            return None
         try:
             return getattr(importlib.import_module(module_name), function)
         except (ImportError, AttributeError):

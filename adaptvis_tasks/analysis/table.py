@@ -80,8 +80,9 @@ def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline:
     labels = list(names) if names is not None else [row_name(r) for r in runs]
     columns: dict[str, tuple[str, tuple[tuple[str, str], ...], tuple[int, str]]] = {}
     for run in runs:
+        groups = {name for name, members in run.results.get("group_subtasks", {}).items() if members}
         for task, values in run.results.get("results", {}).items():
-            placed = column_of(task)
+            placed = None if task in groups else column_of(task)
             if placed is None:
                 continue
             label, metrics, order = placed

@@ -85,9 +85,6 @@ class Scored:
     metrics: dict[str, float]
     n_alpha1: int | None = None
 
-    def label(self) -> str:
-        return ", ".join(f"{k}={v:g}" for k, v in self.params.items()) or "alpha=1"
-
 
 # ----------------------------------------------------------------------------------------------
 # Reading the trace
