@@ -203,6 +203,8 @@ def test_tuned_predictions_equal_real_adaptvis_and_scalingvis_runs(tmp_path, tin
     task = "whatsup_controlled_a_val"
     trace = tmp_path / "val_sweep.jsonl"
     sweep_metrics = _evaluate(tiny_llava, f"method=sweep,trace={trace}", task)
+    first = json.loads(trace.read_text().splitlines()[0])
+    assert (first["split"], first["lmms_eval_split"], first["doc"]["suite_split"]) == ("val", "test", "val")
     report = tune.tune(_args(trace))["tasks"][task]
     assert report["split"] == "val" and report["documents"] == 16
     rows = report["configurations"]
