@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("adaptvis_tasks.doctor", "check that every dataset configuration and image is in place"),
+    "norms": ("model_wrappers.analysis.norms", "vision- vs text-token embedding norms of a checkpoint (printed, PNG)"),
 }
 """Sub-command -> (module with add_arguments/run, one-line help)."""
 
