@@ -34,6 +34,7 @@ EXTRAS_WEIGHTS = "adaptvis_vision_extras.safetensors"
 
 NORM_STATISTICS = ("mean", "median", "max")
 TOKEN_ORDERS = ("normal", "shuffled")
+_OFF = ("", "none", "off", "false", "no")
 
 
 # --- the original NormalizedProjector ------------------------------------------------------
@@ -195,16 +196,16 @@ def text_norm_statistic(model, tokenizer, statistic: str) -> float:
 
 
 def _parse_norm(value: object) -> str | float | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off", "false")):
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in _OFF):
         return None
     if isinstance(value, str) and value.strip().lower() in NORM_STATISTICS:
         return value.strip().lower()
+    if value is True or (isinstance(value, str) and value.strip().lower() in ("true", "on", "yes")):
+        return "mean"  # the default statistic
     message = (
         f"vision_norm={value!r} must be one of {', '.join(NORM_STATISTICS)} (a statistic of this checkpoint's "
-        "text-embedding norms), a positive number (the target L2 norm), or none"
+        "text-embedding norms; true means mean), a positive number (the target L2 norm), or none"
     )
-    if isinstance(value, bool):
-        raise MethodArgumentError(message)
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -90,7 +90,7 @@ def _resolved(loaded, **arguments):
     [
         ({"vision_norm": "average"}, "vision_norm='average' must be one of mean, median, max"),
         ({"vision_norm": -1}, "vision_norm=-1 must be one of"),
-        ({"vision_norm": True}, "vision_norm=True must be one of"),
+        ({"vision_norm": "0"}, "vision_norm='0' must be one of"),
         ({"vision_layer": "x"}, "vision_layer='x' must be a vision-encoder layer index"),
         ({"vision_layer": "1|1"}, "vision_layer='1|1' lists a layer twice"),
         (
@@ -113,6 +113,7 @@ def test_lmms_eval_style_values_are_parsed():
         "vision_layer": -2,
     }
     assert not VisionOptions.from_model_args(vision_norm="none").active
+    assert VisionOptions.from_model_args(vision_norm=True).norm == "mean"  # the default statistic
 
 
 def test_layers_and_lists_the_checkpoint_cannot_take_are_refused(llava, tiny_checkpoints):
