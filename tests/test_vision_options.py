@@ -254,7 +254,15 @@ def test_every_hook_is_removed_after_the_call_even_on_error(llava):
     ) == before
 
 
-@pytest.mark.parametrize("method", [{}, {"method": "scaling_vis", "alpha": 0.5}, {"method": "sweep"}])
+@pytest.mark.parametrize(
+    "method",
+    [
+        {},
+        {"method": "scaling_vis", "alpha": 0.5},
+        {"method": "adapt_vis", "alpha1": 0.5, "alpha2": 1.5, "threshold": 0.3},
+        {"method": "sweep"},
+    ],
+)
 def test_options_combine_with_every_method_through_the_api(llava, method):
     inputs = _inputs(llava, 2)
     common = dict(max_new_tokens=3, tokenizer=llava.processor.tokenizer)
@@ -281,7 +289,7 @@ def test_vision_norm_and_vision_layer_complete_whatsup_with_adapt_vis(tiny_check
         "vision_norm=mean,vision_layer=-1"
     )
     env = base_env(synthetic_mirror.data_dir, synthetic_mirror.image_root)
-    command = lmms_eval_command("llava_adaptvis", args, "whatsup", tmp_path, "--batch_size", "4")
+    command = lmms_eval_command("llava_adaptvis", args, "whatsup", tmp_path, "--batch_size", "4", "--limit", "4")
     run = run_lmms_eval(command, env, tmp_path)
     for subset in ("controlled_a", "controlled_b", "coco_one", "coco_two", "vg_one", "vg_two"):
         assert 0.0 <= run.metric(f"whatsup_{subset}", "accuracy") <= 1.0
