@@ -27,6 +27,7 @@ from model_wrappers.architectures import num_text_layers, prompt_batch
 from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
 from model_wrappers.intervention import image_scaling_backend
 from model_wrappers.methods import MethodConfig
+from model_wrappers.vision import VisionOptions, sample_keys_of, vision_inputs
 
 __all__ = ["SampleOutput", "adaptvis_generate"]
 
@@ -46,6 +47,10 @@ def adaptvis_generate(
     max_new_tokens: int = 100,
     eos_token_id: int | list[int] | None = None,
     pad_token_id: int | None = None,
+    vision_norm: str | float | None = None,
+    vision_layer: str | int | list[int] | None = None,
+    vision_token_order: str = "normal",
+    tokenizer=None,
 ) -> list[SampleOutput]:
     """Greedy-decode the prompts in ``inputs`` (a processor's output) with an AdaptVis method.
 
@@ -54,6 +59,11 @@ def adaptvis_generate(
     left-padded (``processor.tokenizer.padding_side = "left"``). Returns one
     :class:`~model_wrappers.decoding.SampleOutput` per prompt: answer token ids, the alpha applied,
     the confidence under alpha = 1, and in sweep mode the answer for every alpha.
+
+    ``vision_norm``, ``vision_layer`` and ``vision_token_order`` are this suite's vision-input
+    options (docs/VISION.md); ``vision_norm=mean|median|max`` needs the ``tokenizer`` (it measures
+    the text-embedding norms of its ordinary tokens). ``shuffled`` seeds each row's permutation from
+    a hash of that row's token ids and pixels.
     """
     config = MethodConfig.from_model_args(
         method=method,
@@ -66,6 +76,10 @@ def adaptvis_generate(
         confidence_rule=confidence_rule,
     )
     config.check_layers(num_text_layers(model))
+    options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
+    if isinstance(options.norm, str) and tokenizer is None:
+        raise ValueError(f"vision_norm={options.norm} measures the checkpoint's text embeddings: pass tokenizer=")
+    vision = options.resolve(model, tokenizer)
     attention_mask = inputs["attention_mask"]
     if bool((attention_mask[:, -1] == 0).any()):
         raise ValueError("inputs are right-padded; set processor.tokenizer.padding_side = 'left' before tokenising")
@@ -77,5 +91,6 @@ def adaptvis_generate(
     if pad_token_id is None:
         pad_token_id = eos[0] if eos else 0
     settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_ids=tuple(eos), pad_token_id=pad_token_id)
-    with image_scaling_backend(model):
+    keys = sample_keys_of(inputs) if options.token_order == "shuffled" else None
+    with image_scaling_backend(model), vision_inputs(model, vision, sample_keys=keys):
         return generate(model, prompt_batch(model, inputs), config, settings)

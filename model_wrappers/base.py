@@ -33,6 +33,7 @@ from model_wrappers.intervention import enable_image_attention_scaling
 from model_wrappers.loading import load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
 from model_wrappers.trace import TraceWriter, run_fingerprint
+from model_wrappers.vision import VisionOptions, vision_inputs
 
 DEFAULT_MAX_NEW_TOKENS = 100
 """Used when a task sets no ``max_new_tokens``; the paper's code generates up to 100 tokens."""
@@ -135,6 +136,9 @@ class AdaptVisLMM(lmms):
         alphas: str | None = None,
         layers: str | None = None,
         confidence_rule: str = "paper_rounded",
+        vision_norm: str | float | None = None,
+        vision_layer: str | int | None = None,
+        vision_token_order: str = "normal",
         trace: str | None = None,
         resume: bool | str = False,
         device: str | None = None,
@@ -150,7 +154,8 @@ class AdaptVisLMM(lmms):
         if unknown:
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
-                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, trace, resume, device, "
+                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vision_norm, vision_layer, "
+                "vision_token_order, trace, resume, device, "
                 "dtype, batch_size, max_batch_size, attn_implementation, revision, trust_remote_code"
             )
         self.method = MethodConfig.from_model_args(
@@ -163,6 +168,7 @@ class AdaptVisLMM(lmms):
             layers=layers,
             confidence_rule=confidence_rule,
         )
+        vision_options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
         self.batch_size_per_gpu = _parse_batch_size(batch_size)
         self.pretrained = str(pretrained)
         accelerator = Accelerator()
@@ -196,6 +202,7 @@ class AdaptVisLMM(lmms):
         self.processor = loaded.processor
         self.model_type = loaded.model_type
         self.method.check_layers(num_text_layers(self._model))
+        self.vision = vision_options.resolve(self._model, self.processor.tokenizer)
         enable_image_attention_scaling(self._model)
         tokenizer = self.processor.tokenizer
         eos_ids = self._model.generation_config.eos_token_id
@@ -211,6 +218,7 @@ class AdaptVisLMM(lmms):
             raise MethodArgumentError("resume=true reuses answers recorded in a trace; give trace=<path> too")
         logger.info(
             f"{self.wrapper_name}: {self.pretrained} ({self.model_type}) on {self._device}, {self.method.describe()}"
+            f"{' ' + str(self.vision.describe()) if self.vision.options.active else ''}"
         )
 
     # --- lmms-eval properties ---------------------------------------------------------------
@@ -305,7 +313,8 @@ class AdaptVisLMM(lmms):
             images=[p.image for p in prepared], text=[p.prompt for p in prepared], padding=True, return_tensors="pt"
         )
         batch = prompt_batch(self._model, inputs)
-        return generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
+        with vision_inputs(self._model, self.vision, sample_keys=[p.input_sha for p in prepared]):
+            return generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
 
     def _run_fingerprint(self, settings: DecodeSettings, until: list[str]) -> str:
         return run_fingerprint(
@@ -314,6 +323,7 @@ class AdaptVisLMM(lmms):
                 "model_type": self.model_type,
                 "dtype": self.dtype_name,
                 "method": self.method.describe(),
+                **({"vision": self.vision.describe()} if self.vision.options.active else {}),
                 "max_new_tokens": settings.max_new_tokens,
                 "until": list(until),
             }

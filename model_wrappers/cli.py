@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("adaptvis_tasks.analysis.table", "the paper's Table 1 layout, or leaderboard rows with provenance"),
     "curves": ("adaptvis_tasks.analysis.curves", "accuracy and confidence per gold relation against alpha"),
     "attention": ("model_wrappers.analysis.attention", "attention maps over the image and image/text shares"),
+    "norms": ("model_wrappers.analysis.norms", "vision- vs text-token embedding norms of a checkpoint (printed, PNG)"),
 }
 """Sub-command -> (module with add_arguments/run, one-line help)."""
 

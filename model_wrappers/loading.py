@@ -201,6 +201,9 @@ def load_checkpoint(
             f"({shown}); transformers would initialise them randomly. The weights file does not belong to this "
             f"config.json or is incomplete: {_REDOWNLOAD}"
         )
+    from model_wrappers.vision import install_checkpoint_vision_extras
+
+    install_checkpoint_vision_extras(model, pretrained, revision=revision)
     try:
         processor = AutoProcessor.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as error:
