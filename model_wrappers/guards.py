@@ -15,6 +15,10 @@ It cannot be installed when the entry point is loaded: lmms-eval imports the ent
 ``TaskManager``, which ``cli_evaluate_single`` does before it calls ``simple_evaluate``.
 ``tests/test_registration.py`` fails if a future lmms-eval changes what this relies on.
 
+An unknown ``--tasks`` name fails earlier, in the CLI's ``TaskManager.match_tasks`` call, and also
+ends in exit status 0; :func:`install_unknown_task_exit` wraps that method once (the entry point
+installs it) and, for this suite's runs, names close matches and exits 1.
+
 **Launcher check.** ``accelerate launch --num_processes N`` on a machine without GPUs starts one
 process unless ``--multi_gpu`` is given; :func:`launcher_shortfall` recognises that from the
 environment the launcher sets, so the wrapper can warn instead of silently running one process.
@@ -246,6 +250,62 @@ def install_failure_exit() -> bool:
     setattr(simple_evaluate, _MARKER, True)
     evaluator.simple_evaluate = simple_evaluate
     return True
+
+
+def install_unknown_task_exit() -> bool:
+    """Wrap ``TaskManager.match_tasks`` once so an unknown task name in this suite's runs exits 1.
+
+    lmms-eval's CLI matches ``--tasks`` with it before the evaluation starts and, for a name it
+    does not know, raises an exception that its loop turns into exit status 0. The wrapper acts
+    only when the TaskManager was built for one of this suite's models, or when an unknown name is
+    close to one of this suite's task names; it names the close matches.
+    """
+    from lmms_eval.tasks import TaskManager
+
+    original = TaskManager.match_tasks
+    if getattr(original, _MARKER, False):
+        return True
+
+    @functools.wraps(original)
+    def match_tasks(self: Any, task_list: list[str]) -> Any:
+        matched = original(self, task_list)
+        unknown = [
+            name
+            for name in task_list
+            if name not in matched and "*" not in name and not Path(name).is_file() and not Path(name).is_dir()
+        ]
+        if unknown:
+            report = explain_unknown_tasks(unknown, getattr(self, "model_name", None), list(self.all_tasks))
+            if report is not None:
+                print(report, file=sys.stderr, flush=True)
+                raise SystemExit(FAILURE_EXIT_CODE)
+        return matched
+
+    setattr(match_tasks, _MARKER, True)
+    TaskManager.match_tasks = match_tasks
+    return True
+
+
+def explain_unknown_tasks(unknown: list[str], model_name: Any, known: list[str]) -> str | None:
+    """The message for unknown ``--tasks`` names, or None when the run is not this suite's."""
+    import difflib
+
+    from model_wrappers.registry import MODEL_CLASSES
+
+    ours = list(suite_task_subsets())
+    guesses = {name: difflib.get_close_matches(name, known, n=3, cutoff=0.8) for name in unknown}
+    close_to_ours = any(guess in ours for names in guesses.values() for guess in names)
+    if model_name not in MODEL_CLASSES and not close_to_ours:
+        return None
+    lines = [f"adaptvis-eval: unknown task name(s) in --tasks: {', '.join(unknown)}"]
+    for name, names in guesses.items():
+        if names:
+            lines.append(f"  {name}: did you mean {' or '.join(names)}?")
+    lines.append(
+        "  `lmms-eval --tasks list` lists every task and group. Nothing was evaluated; exit status "
+        f"{FAILURE_EXIT_CODE} (lmms-eval 0.7.3 itself exits 0 here)."
+    )
+    return "\n".join(lines)
 
 
 def _exit_after(error: Exception, report: str) -> None:

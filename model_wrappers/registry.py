@@ -11,14 +11,15 @@ appends a folder; built-in task names keep winning, exactly as with ``--include_
 The same hook installs the failure exit (:func:`model_wrappers.guards.install_failure_exit`): when
 the CLI builds its ``TaskManager``, lmms-eval's evaluator module is fully imported and its
 ``simple_evaluate`` not yet called, so failed runs of this suite's models and tasks exit 1 instead
-of lmms-eval 0.7.3's 0.
+of lmms-eval 0.7.3's 0. The entry point also makes unknown ``--tasks`` names in this suite's runs
+exit 1 (:func:`model_wrappers.guards.install_unknown_task_exit`).
 """
 
 from __future__ import annotations
 
 import functools
 
-from model_wrappers.guards import install_failure_exit
+from model_wrappers.guards import install_failure_exit, install_unknown_task_exit
 from yaml_tasks import tasks_dir
 
 MODEL_CLASSES = {
@@ -62,4 +63,5 @@ def model_manifests():
     from lmms_eval.models.registry_v2 import ModelManifest
 
     install_task_discovery()
+    install_unknown_task_exit()
     return [ModelManifest(model_id=name, simple_class_path=path) for name, path in MODEL_CLASSES.items()]

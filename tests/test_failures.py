@@ -21,6 +21,7 @@ import pytest
 
 from model_wrappers.guards import (
     explain_failure,
+    explain_unknown_tasks,
     install_failure_exit,
     joined_with_bars,
     launcher_shortfall,
@@ -58,6 +59,14 @@ def test_a_run_is_this_suites_when_its_model_or_any_task_is() -> None:
     assert uses_this_suite("qwen2_vl_adaptvis", None)
     assert uses_this_suite("llava_hf", ["mme", "whatsup"])
     assert not uses_this_suite("llava_hf", ["mme", "pope_adv"])
+
+
+def test_unknown_task_names_are_explained_for_this_suites_runs_only() -> None:
+    known = ["mme", "pope_adv", *suite_task_subsets()]
+    report = explain_unknown_tasks(["whatsup_vg_tow"], "llava_hf", known)  # close to one of ours
+    assert report is not None and "whatsup_vg_tow: did you mean whatsup_vg_two" in report
+    assert explain_unknown_tasks(["mmee"], "llava_adaptvis", known) is not None  # our model
+    assert explain_unknown_tasks(["mmee"], "llava_hf", known) is None  # neither: lmms-eval's business
 
 
 def test_a_comma_inside_a_list_value_is_named_with_the_corrected_arguments() -> None:
@@ -192,18 +201,25 @@ def test_failed_runs_of_this_suite_exit_1_with_a_readable_message(
     cases.append(
         lmms_eval_command("llava_adaptvis", f"pretrained={missing_checkpoint}", "whatsup_controlled_a", output)[1:]
     )
+    cases.append(
+        lmms_eval_command("llava_adaptvis", f"pretrained={tiny_llava},device=cpu", "whatsup_controled_a", output)[1:]
+    )
     # Another model on lmms-eval's own task: left exactly as lmms-eval handles it.
     cases.append(lmms_eval_command("llava_hf", f"pretrained={missing_checkpoint}", "mme", output)[1:])
     results = run_cases(cases, base_env(synthetic_mirror.data_dir, synthetic_mirror.image_root))
 
     expected = [text for _, _, text in MODEL_ARGUMENT_CASES.values()] + [f"pretrained='{missing_checkpoint}'"]
-    for (code, log), text in zip(results[:-1], expected, strict=True):
+    for (code, log), text in zip(results[:-2], expected, strict=True):
         assert code == 1, log[-3000:]
         report = log[log.index("adaptvis-eval: the evaluation FAILED") :]
         assert text in report, report
         assert "No results were written. Exit status 1" in report
         assert "Error during evaluation" in log  # lmms-eval's own line is still printed
     assert "Did you mean: --model_args" in results[4][1] and "alphas=0.5|0.8'" in results[4][1]
+    misspelt_task_code, misspelt_task_log = results[-2]
+    assert misspelt_task_code == 1, misspelt_task_log[-3000:]
+    assert "adaptvis-eval: unknown task name(s) in --tasks: whatsup_controled_a" in misspelt_task_log
+    assert "whatsup_controled_a: did you mean whatsup_controlled_a" in misspelt_task_log
     foreign_code, foreign_log = results[-1]
     assert "Error during evaluation" in foreign_log and "adaptvis-eval:" not in foreign_log
     assert foreign_code == 0  # lmms-eval 0.7.3's own behaviour, unchanged for other models and tasks

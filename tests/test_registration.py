@@ -124,3 +124,16 @@ def test_the_failure_exit_wraps_the_function_the_cli_evaluates_with():
     original = wrapped.__wrapped__
     assert not getattr(original, "__adaptvis_failure_exit__", False)  # wrapped exactly once
     assert {"model", "model_args", "tasks", "verbosity", "cli_args"} <= set(inspect.signature(original).parameters)
+
+
+def test_the_unknown_task_exit_wraps_the_method_the_cli_matches_task_names_with():
+    import lmms_eval.__main__ as cli
+    from lmms_eval.tasks import TaskManager
+
+    single = inspect.getsource(cli.cli_evaluate_single)
+    assert single.index("task_manager.match_tasks(task_list)") < single.index("Tasks not found")
+    assert "self.model_name = model_name" in inspect.getsource(TaskManager.__init__)
+    assert getattr(TaskManager.match_tasks, "__adaptvis_failure_exit__", False)  # installed by the entry point
+    original = TaskManager.match_tasks.__wrapped__
+    assert not hasattr(original, "__wrapped__")  # wrapped exactly once
+    assert list(inspect.signature(original).parameters) == ["self", "task_list"]
