@@ -197,8 +197,8 @@ def explain_failure(error: BaseException, model_args: Any = None, tasks: Iterabl
                     )
             lines.append(f"  Check every configuration the requested tasks read: {doctor_command(subsets)}")
     lines.append(
-        f"  No results were written. Exit status {FAILURE_EXIT_CODE}: lmms-eval 0.7.3 itself exits 0 after "
-        "'Error during evaluation'; adaptvis-eval makes failed runs of its models and tasks exit non-zero."
+        f"  No results were written. Exit status {FAILURE_EXIT_CODE} (lmms-eval 0.7.3 alone would exit 0 here; "
+        "adaptvis-eval makes failed runs of its models and tasks exit non-zero)."
     )
     return "\n".join(lines)
 

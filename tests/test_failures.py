@@ -215,6 +215,7 @@ def test_failed_runs_of_this_suite_exit_1_with_a_readable_message(
         assert text in report, report
         assert "No results were written. Exit status 1" in report
         assert "Error during evaluation" in log  # lmms-eval's own line is still printed
+        assert "Error during evaluation" not in report  # ... and is the last line that says so
     assert "Did you mean: --model_args" in results[4][1] and "alphas=0.5|0.8'" in results[4][1]
     misspelt_task_code, misspelt_task_log = results[-2]
     assert misspelt_task_code == 1, misspelt_task_log[-3000:]
