@@ -3,9 +3,12 @@
 For every configuration (the six WhatsUp subsets and VSR) it loads and validates the rows exactly
 as the tasks do (``ADAPTVIS_DATA_DIR`` mirror, else the hub), checks that every referenced image
 exists under ``ADAPTVIS_IMAGE_ROOT`` and decodes, compares row counts with the paper's (a mismatch
-is a warning), warns about the known swapped Controlled_A pair and about rows whose gold is not one
-of their own options, and says where missing data comes from. Exit code 0 when everything the
-checked configs need is present, 1 otherwise.
+is a warning), warns about the known swapped Controlled_A pair (when the data holds it) and about
+rows whose gold is not one of their own options, and says where missing data comes from. Reading
+the hub, it probes it once first and reports an unreachable hub in seconds (instead of the minutes
+of retries the datasets library spends per configuration), with the offline settings to use;
+``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` are honoured. Exit code 0 when everything the checked
+configs need is present, 1 otherwise.
 
 Usage: ``adaptvis-doctor [--configs ...] [--data-dir DIR] [--image-root DIR] [--json]``
 (also ``python -m adaptvis_tasks.doctor``).
@@ -15,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -27,6 +33,7 @@ from adaptvis_tasks.data import (
     IMAGE_ROOT_ENV,
     ROW_COLUMN,
     VSR_SUBSET,
+    WHATSUP_HUB_DATASET,
     DataSetupError,
     SourceDescriptor,
     data_dir_from_env,
@@ -40,6 +47,11 @@ from adaptvis_tasks.data import (
     rows_to_dataset,
 )
 from adaptvis_tasks.images import check_image
+
+DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+HUB_PROBE_TIMEOUT = 3.0
+"""Seconds the doctor waits for the hub before it reports it unreachable."""
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 #: whatsup_vlms issue #4: these two Controlled_A images are reported swapped; data is kept as published.
 SWAPPED_CONTROLLED_A = ("pillow_left_of_chair.jpeg", "pillow_right_of_chair.jpeg")
@@ -160,9 +172,9 @@ def check_config(descriptor: SourceDescriptor, data_dir: Path | None, image_root
                 "row); `accuracy` can still credit them, `strict_accuracy` cannot."
             )
     relpaths = [image_relpath(descriptor.subset, row) for row in loaded.rows]
-    if descriptor.subset == "Controlled_A":
-        present = {path.name for path in relpaths} & set(SWAPPED_CONTROLLED_A)
-        where = "both are in this data" if len(present) == 2 else f"{len(present)} of them in this data"
+    present = {path.name for path in relpaths} & set(SWAPPED_CONTROLLED_A)
+    if descriptor.subset == "Controlled_A" and present:
+        where = "both are in this data" if len(present) == 2 else f"{', '.join(sorted(present))} is in this data"
         report.warnings.append(
             f"Controlled_A: known data fault: {SWAPPED_CONTROLLED_A[0]} and {SWAPPED_CONTROLLED_A[1]} are reported "
             f"swapped (whatsup_vlms issue #4); {where}. Kept as published, like the paper's numbers."
@@ -181,13 +193,80 @@ def check_config(descriptor: SourceDescriptor, data_dir: Path | None, image_root
     return report
 
 
+def hub_endpoint() -> str:
+    """The hub the datasets library would contact (``HF_ENDPOINT``, else huggingface.co)."""
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or DEFAULT_HUB_ENDPOINT
+
+
+def offline_variable() -> str | None:
+    """The first of ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` that is switched on, if any."""
+    for name in OFFLINE_VARIABLES:
+        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return name
+    return None
+
+
+def probe_hub(endpoint: str, timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
+    """One quick request to the hub: None when it answers (any HTTP status), else why not.
+
+    Without it, an unreachable hub costs minutes: the datasets library retries every
+    configuration before giving up.
+    """
+    request = urllib.request.Request(f"{endpoint}/api/datasets/{WHATSUP_HUB_DATASET}", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # the hub answered (e.g. 401/404): it is reachable
+    except (OSError, ValueError) as err:  # refused, DNS, timeout, malformed endpoint
+        return f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+
+
+def _hub_unreachable_report(descriptor: SourceDescriptor, endpoint: str, reason: str) -> ConfigReport:
+    where = f"the {descriptor.hub_label} is on {endpoint}"
+    return ConfigReport(
+        config=descriptor.subset,
+        paper_rows=descriptor.paper_rows,
+        errors=[f"{descriptor.subset}: not loaded: {where}, unreachable ({reason})"],
+    )
+
+
 def run_checks(
-    configs: Sequence[str] | None = None, data_dir: Path | None = None, image_root: Path | None = None
+    configs: Sequence[str] | None = None,
+    data_dir: Path | None = None,
+    image_root: Path | None = None,
+    probe_timeout: float = HUB_PROBE_TIMEOUT,
 ) -> DoctorReport:
-    """Check the given configs (all by default) with explicit locations (None: hub / not set)."""
+    """Check the given configs (all by default) with explicit locations (None: hub / not set).
+
+    Reading the hub, it first probes it once (``probe_timeout`` seconds); when it does not answer,
+    no configuration is loaded from it and the report says how to work offline. With
+    ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set, the hub is not contacted (datasets' cache only).
+    """
     descriptors = load_descriptors()
-    reports = [check_config(descriptors[name], data_dir, image_root) for name in resolve_config_names(configs)]
+    names = resolve_config_names(configs)
     help_lines: list[str] = []
+    unreachable = None
+    if data_dir is None:
+        endpoint, offline = hub_endpoint(), offline_variable()
+        if offline is not None:
+            help_lines.append(
+                f"{offline} is set: the hub was not contacted; hub configurations load only from the datasets cache."
+            )
+        else:
+            unreachable = probe_hub(endpoint, probe_timeout)
+        if unreachable is not None:
+            help_lines.append(
+                f"The Hugging Face hub at {endpoint} could not be reached ({unreachable}; waited at most "
+                f"{probe_timeout:g} s), so no configuration was loaded from it. To work offline: set "
+                f"{DATA_DIR_ENV}=<dir> to a local mirror (<dir>/<config>/test.jsonl or .parquet, same columns), or "
+                "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 to use datasets downloaded earlier; with a proxy, set "
+                "HTTPS_PROXY; a mirror of the hub: HF_ENDPOINT."
+            )
+    if unreachable is not None:
+        reports = [_hub_unreachable_report(descriptors[name], endpoint, unreachable) for name in names]
+    else:
+        reports = [check_config(descriptors[name], data_dir, image_root) for name in names]
     if image_root is None:
         help_lines.append(
             f"{IMAGE_ROOT_ENV} is not set (and no --image-root): images were not checked. Set it to the folder "
@@ -199,7 +278,7 @@ def run_checks(
     unusable += [entry["path"] for report in reports for entry in report.corrupt]
     help_lines.extend(missing_image_help(PurePosixPath(path) for path in unusable))
     for report in reports:
-        if report.errors:
+        if report.errors and unreachable is None:
             descriptor = descriptors[report.config]
             if data_dir is not None:
                 jsonl, parquet = local_split_files(data_dir, descriptor.subset, descriptor.split)

@@ -29,6 +29,7 @@ from adaptvis_tasks.images import to_rgb
 from adaptvis_tasks.whatsup import SPLIT_COLUMN
 from model_wrappers.architectures import num_text_layers, prompt_batch
 from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
+from model_wrappers.guards import launcher_shortfall
 from model_wrappers.intervention import enable_image_attention_scaling
 from model_wrappers.loading import load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
@@ -170,6 +171,11 @@ class AdaptVisLMM(lmms):
         )
         vision_options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
         self.batch_size_per_gpu = _parse_batch_size(batch_size)
+        if max_batch_size is not None:
+            raise MethodArgumentError(
+                f"max_batch_size={max_batch_size!r} only bounds lmms-eval's automatic batch sizing "
+                "(--batch_size auto), which these wrappers do not support; remove it and set --batch_size N"
+            )
         self.pretrained = str(pretrained)
         accelerator = Accelerator()
         self.accelerator = accelerator
@@ -178,6 +184,8 @@ class AdaptVisLMM(lmms):
         # reports as a single one, so the environment is the source of truth.
         self._rank = int(os.environ.get("RANK", accelerator.process_index))
         self._world_size = int(os.environ.get("WORLD_SIZE", accelerator.num_processes))
+        if (shortfall := launcher_shortfall(os.environ)) is not None:
+            logger.warning(f"{self.wrapper_name}: {shortfall}")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if self._world_size > 1 and str(device).startswith("cuda"):

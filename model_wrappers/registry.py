@@ -7,12 +7,19 @@ point, besides returning the manifests, makes ``TaskManager`` index ``yaml_tasks
 lmms-eval's own folder: :func:`install_task_discovery`. It wraps one method, once, and only
 appends a folder; built-in task names keep winning, exactly as with ``--include_path``.
 ``tests/test_registration.py`` fails if a future lmms-eval changes what this relies on.
+
+The same hook installs the failure exit (:func:`model_wrappers.guards.install_failure_exit`): when
+the CLI builds its ``TaskManager``, lmms-eval's evaluator module is fully imported and its
+``simple_evaluate`` not yet called, so failed runs of this suite's models and tasks exit 1 instead
+of lmms-eval 0.7.3's 0. The entry point also makes unknown ``--tasks`` names in this suite's runs
+exit 1 (:func:`model_wrappers.guards.install_unknown_task_exit`).
 """
 
 from __future__ import annotations
 
 import functools
 
+from model_wrappers.guards import install_failure_exit, install_unknown_task_exit
 from yaml_tasks import tasks_dir
 
 MODEL_CLASSES = {
@@ -36,6 +43,7 @@ def install_task_discovery() -> bool:
 
     @functools.wraps(original)
     def initialize_tasks(self, include_path=None, include_defaults=True):
+        install_failure_exit()
         if include_defaults:
             paths = (
                 [] if include_path is None else [include_path] if isinstance(include_path, str) else list(include_path)
@@ -55,6 +63,7 @@ def model_manifests():
     from lmms_eval.models.registry_v2 import ModelManifest
 
     install_task_discovery()
+    install_unknown_task_exit()
     from model_wrappers.provenance import install_results_provenance
 
     install_results_provenance()  # results["adaptvis_eval"]: suite version/commit, package versions

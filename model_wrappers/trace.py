@@ -12,7 +12,10 @@ the machine died mid-write, is cut off when the file is next opened, with a warn
 whose ``(run, task, lmms_eval_split, doc_id)`` is already in the file is not written again, so reruns
 (e.g. with lmms-eval's ``--use_cache``) never duplicate lines. With several processes each rank
 writes ``<stem>.rank<k><suffix>``; rank 0 merges them into the requested path when the
-evaluation ends (:func:`merge_traces`, also ``python -m model_wrappers.trace merge``).
+evaluation ends (:func:`merge_traces`, also ``python -m model_wrappers.trace merge``). The rank
+files are kept after the merge: each rank deduplicates against its own file (``_seen``), so a rerun
+with the same process count neither duplicates lines nor writes a second, possibly different answer
+(GPU half precision) that would make the next merge fail (see docs/TRACE.md).
 """
 
 from __future__ import annotations

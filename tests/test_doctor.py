@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,6 +140,61 @@ def test_known_swapped_controlled_a_pair_is_a_warning(capsys, make_mirror):
     assert code == 0
     (warning,) = [text for text in by_config(report)["Controlled_A"]["warnings"] if "swapped" in text]
     assert "whatsup_vlms issue #4" in warning and "both are in this data" in warning
+
+
+def test_swapped_pair_warning_only_when_the_data_holds_those_images(capsys, make_mirror):
+    mirror = make_mirror({"Controlled_A": 4})
+    args = ["--configs", "Controlled_A", "--data-dir", str(mirror.data_dir), "--image-root", str(mirror.image_root)]
+    _, report = run_json(capsys, *args)
+    assert not [text for text in by_config(report)["Controlled_A"]["warnings"] if "swapped" in text]
+    path = mirror.data_dir / "Controlled_A" / "test.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    old = mirror.image_root / rows[0]["image_path"].removeprefix("data/")
+    old.rename(old.with_name("pillow_right_of_chair.jpeg"))
+    rows[0]["image_path"] = "data/controlled_images/pillow_right_of_chair.jpeg"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    _, report = run_json(capsys, *args)
+    (warning,) = [text for text in by_config(report)["Controlled_A"]["warnings"] if "swapped" in text]
+    assert "pillow_right_of_chair.jpeg is in this data" in warning
+
+
+def _closed_local_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+def _offline_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "ADAPTVIS_"))}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{_closed_local_port()}", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    env.update(extra)
+    return env
+
+
+def test_unreachable_hub_is_reported_in_seconds_with_how_to_work_offline():
+    """No network at all: the hub endpoint is a closed local port; one probe, no per-config retries."""
+    script = shutil.which("adaptvis-doctor", path=str(Path(sys.executable).parent))
+    start = time.monotonic()
+    done = subprocess.run([script], capture_output=True, text=True, env=_offline_env(), timeout=120)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 1 and elapsed < 15, (elapsed, done.stdout)
+    out = done.stdout
+    assert out.count("FAIL  ") == 7 and "unreachable (URLError" in out
+    assert "could not be reached" in out and "waited at most 3 s" in out
+    assert "ADAPTVIS_DATA_DIR=<dir>" in out and "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1" in out
+    assert out.rstrip().endswith("vsr_zeroshot.")
+
+
+def test_offline_variables_are_honoured_and_said():
+    script = shutil.which("adaptvis-doctor", path=str(Path(sys.executable).parent))
+    start = time.monotonic()
+    done = subprocess.run(
+        [script, "--configs", "vsr"], capture_output=True, text=True, env=_offline_env(HF_HUB_OFFLINE="1"), timeout=120
+    )
+    elapsed = time.monotonic() - start
+    assert done.returncode == 1 and elapsed < 60, (elapsed, done.stdout)
+    assert "HF_HUB_OFFLINE is set: the hub was not contacted" in done.stdout
+    assert "could not be reached" not in done.stdout
 
 
 def test_unset_image_root_means_not_ready(capsys, data_env, monkeypatch):

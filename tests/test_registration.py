@@ -5,6 +5,10 @@ These tests pin down what the registration relies on in lmms-eval (0.7.3): the
 when ``lmms_eval.models`` is imported (before any ``TaskManager`` exists), and
 ``TaskManager.initialize_tasks(include_path, include_defaults)``. If a future lmms-eval changes
 any of these, a test here fails rather than the tasks silently disappearing.
+
+The failure exit (``model_wrappers.guards``) relies on the CLI building its ``TaskManager`` before
+it calls ``evaluator.simple_evaluate`` by attribute, with ``cli_args``, and catching only
+``Exception``; a test here pins that too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
+from model_wrappers.guards import install_failure_exit
 from model_wrappers.registry import MODEL_CLASSES, install_task_discovery
 from tests.cli import LMMS_EVAL, base_env
 from yaml_tasks import tasks_dir
@@ -96,3 +101,39 @@ def test_lmms_eval_cli_lists_every_task_and_group():
     assert OUR_GROUPS | {"whatsup_variants", "whatsup_controlled_a_reversed", "vsr_zeroshot_test"} <= set(ours)
     missing = [name for name in ours if f" - {name}\n" not in listed]
     assert missing == []
+
+
+def test_the_failure_exit_wraps_the_function_the_cli_evaluates_with():
+    import lmms_eval.__main__ as cli
+    import lmms_eval.evaluator as evaluator
+    from lmms_eval.tasks import TaskManager
+
+    single = inspect.getsource(cli.cli_evaluate_single)
+    # The CLI builds its TaskManager (whose hook installs the wrapper) before it looks up
+    # evaluator.simple_evaluate, and marks the call as the CLI's with cli_args.
+    assert single.index("TaskManager(") < single.index("evaluator.simple_evaluate(")
+    assert "cli_args=args" in single and "verbosity=args.verbosity" in single
+    # The SystemExit the wrapper raises must not be swallowed by the CLI's loop.
+    loop = inspect.getsource(cli.cli_evaluate)
+    assert "except Exception" in loop and "except BaseException" not in loop and "except:" not in loop
+    install_task_discovery()
+    TaskManager("WARNING", include_path=tasks_dir(), include_defaults=False)
+    wrapped = evaluator.simple_evaluate
+    assert getattr(wrapped, "__adaptvis_failure_exit__", False)
+    assert install_failure_exit() and evaluator.simple_evaluate is wrapped  # idempotent
+    original = wrapped.__wrapped__
+    assert not getattr(original, "__adaptvis_failure_exit__", False)  # wrapped exactly once
+    assert {"model", "model_args", "tasks", "verbosity", "cli_args"} <= set(inspect.signature(original).parameters)
+
+
+def test_the_unknown_task_exit_wraps_the_method_the_cli_matches_task_names_with():
+    import lmms_eval.__main__ as cli
+    from lmms_eval.tasks import TaskManager
+
+    single = inspect.getsource(cli.cli_evaluate_single)
+    assert single.index("task_manager.match_tasks(task_list)") < single.index("Tasks not found")
+    assert "self.model_name = model_name" in inspect.getsource(TaskManager.__init__)
+    assert getattr(TaskManager.match_tasks, "__adaptvis_failure_exit__", False)  # installed by the entry point
+    original = TaskManager.match_tasks.__wrapped__
+    assert not hasattr(original, "__wrapped__")  # wrapped exactly once
+    assert list(inspect.signature(original).parameters) == ["self", "task_list"]
