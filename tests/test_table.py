@@ -154,3 +154,31 @@ def test_bad_input_names_the_problem(tmp_path, capsys):
     pope_only = _results(tmp_path / "p" / "r_results.json", "pretrained=x", {"pope_adv": {"pope_accuracy": 0.8}})
     assert cli.main(["table", str(pope_only)]) == 2
     assert "none of the runs has a WhatsUp or VSR task" in capsys.readouterr().err
+
+
+def test_runs_with_the_same_name_form_one_row_and_overlaps_are_refused(tmp_path):
+    """A method tuned per subset runs once per subset; the table shows it as one method row."""
+    base = _results(
+        tmp_path / "base" / "r_results.json",
+        "pretrained=m",
+        {"whatsup_synthetic_a_test": {"accuracy": 0.5}, "whatsup_synthetic_b_test": {"accuracy": 0.6}},
+    )
+    adapt_a = _results(
+        tmp_path / "a" / "r_results.json",
+        "pretrained=m,method=adapt_vis",
+        {"whatsup_synthetic_a_test": {"accuracy": 0.75}},
+    )
+    adapt_b = _results(
+        tmp_path / "b" / "r_results.json",
+        "pretrained=m,method=adapt_vis",
+        {"whatsup_synthetic_b_test": {"accuracy": 0.5}},
+    )
+    runs = [table.load_run(p) for p in (base, adapt_a, adapt_b)]
+    built = table.build_table(runs, ["Baseline", "AdaptVis", "AdaptVis"], "Baseline")
+    assert [row["name"] for row in built["rows"]] == ["Baseline", "AdaptVis"]
+    merged = built["rows"][1]
+    assert merged["cells"] == {"synthetic_a (test)|accuracy": 75.0, "synthetic_b (test)|accuracy": 50.0}
+    assert merged["deltas"]["synthetic_a (test)|accuracy"] == pytest.approx(25.0)
+    assert merged["deltas"]["synthetic_b (test)|accuracy"] == pytest.approx(-10.0)
+    with pytest.raises(table.AnalysisError, match="share the row name 'Baseline'"):
+        table.build_table(runs, ["Baseline", "Baseline", "AdaptVis"], None)

@@ -95,7 +95,7 @@ def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline:
         raise AnalysisError("none of the runs has a WhatsUp or VSR task; the table has nothing to show")
     ordered = sorted(columns.items(), key=lambda item: item[1][2])
     header = [(label, task, metrics) for label, (task, metrics, _) in ordered]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, run in zip(labels, runs, strict=True):
         cells = {}
         for column, task, metrics in header:
@@ -103,7 +103,12 @@ def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline:
             for metric, _ in metrics:
                 value = values.get(f"{metric},none")
                 cells[f"{column}|{metric}"] = 100 * value if isinstance(value, (int, float)) else None
-        rows.append({"name": label, "source": run.name, "cells": cells})
+        same = [row for row in rows if row["name"] == label]
+        if same:
+            _merge_into(same[0], run.name, cells)
+        else:
+            rows.append({"name": label, "source": run.name, "cells": cells})
+    labels = [row["name"] for row in rows]
     base_index = _baseline_index(baseline, labels)
     if base_index is not None:
         base = rows[base_index]["cells"]
@@ -120,6 +125,22 @@ def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline:
         "baseline": None if base_index is None else labels[base_index],
         "baseline_index": base_index,
     }
+
+
+def _merge_into(row: dict[str, Any], source: str, cells: dict[str, float | None]) -> None:
+    """Runs given the same ``--names`` label form one row (e.g. one method tuned per subset, run per subset);
+    a column both runs report is refused rather than silently overwritten."""
+    for key, value in cells.items():
+        if value is None:
+            continue
+        if row["cells"].get(key) is not None:
+            column = key.split("|", 1)[0]
+            raise AnalysisError(
+                f"runs {row['source']} and {source} share the row name {row['name']!r} and both report {column}; "
+                "give them different --names"
+            )
+        row["cells"][key] = value
+    row["source"] = f"{row['source']} + {source}"
 
 
 def _baseline_index(baseline: str | None, labels: Sequence[str]) -> int | None:
@@ -244,7 +265,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``adaptvis table``."""
     parser.description = (__doc__ or "").split("\n\n")[0]
     parser.add_argument("runs", nargs="+", type=Path, help="lmms-eval output folders or results JSON files")
-    parser.add_argument("--names", help="row names, comma separated, one per run (default: method and coefficients)")
+    parser.add_argument(
+        "--names",
+        help="row names, comma separated, one per run (default: method and coefficients); runs given the same "
+        "name (e.g. one method tuned and run per subset) form one row",
+    )
     parser.add_argument("--baseline", help="row index or name to show deltas against")
     parser.add_argument("--format", choices=["markdown", "csv", "latex", "json"], default="markdown")
     parser.add_argument("--leaderboard", action="store_true", help="one JSON line per run with full provenance")
