@@ -26,10 +26,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from adaptvis_tasks.images import to_rgb
-from model_wrappers.architectures import num_text_layers, prompt_batch
+from model_wrappers.architectures import image_token_id, num_text_layers, prompt_batch
 from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
 from model_wrappers.intervention import enable_image_attention_scaling
-from model_wrappers.loading import load_checkpoint
+from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
 from model_wrappers.trace import TraceWriter, run_fingerprint
 
@@ -49,6 +49,8 @@ class _Prepared:
     where: str
     prompt: str
     image: Image.Image
+    token_stats: dict | None = None
+    """Set when the batch is tokenized: ``prompt_tokens``, ``image_tokens``, ``input_ids_sha`` (trace fields)."""
 
     @cached_property
     def input_sha(self) -> str:
@@ -77,6 +79,34 @@ def _generation_value(gen_kwargs: dict, key: str, default, where: str, parse):
         return parse(value)
     except (TypeError, ValueError, MethodArgumentError):
         raise RequestError(f"{where}: generation_kwargs {key}={value!r} is not valid") from None
+
+
+def token_stats(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_id: int) -> list[dict]:
+    """Per row of a left-padded batch: prompt and image token counts and a hash of the unpadded ids.
+
+    ``input_ids_sha`` = first 16 hex digits of sha256 over the ids written as decimal numbers joined
+    by commas (e.g. ``"1,32000,29871,13"``), so anyone can recompute it from a tokenizer's output.
+    """
+    stats = []
+    for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
+        kept = [token for token, keep in zip(ids, mask, strict=True) if keep]
+        stats.append(
+            {
+                "prompt_tokens": len(kept),
+                "image_tokens": sum(1 for token in kept if token == image_id),
+                "input_ids_sha": hashlib.sha256(",".join(map(str, kept)).encode()).hexdigest()[:16],
+            }
+        )
+    return stats
+
+
+def _parse_pixels(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.isdigit():
+        raise MethodArgumentError(f"{name}={value!r}: give a positive whole number of pixels, e.g. {name}=1003520")
+    return int(text)
 
 
 def _parse_bool(name: str, value: object) -> bool:
@@ -126,6 +156,10 @@ class AdaptVisLMM(lmms):
         attn_implementation: str = "sdpa",
         revision: str | None = None,
         trust_remote_code: bool = False,
+        prompt_style: str | None = None,
+        image_backend: str = "pil",
+        min_pixels: int | str | None = None,
+        max_pixels: int | str | None = None,
         **unknown: object,
     ) -> None:
         super().__init__()
@@ -133,7 +167,8 @@ class AdaptVisLMM(lmms):
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
                 "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, trace, resume, device, "
-                "dtype, batch_size, max_batch_size, attn_implementation, revision, trust_remote_code"
+                "dtype, batch_size, max_batch_size, attn_implementation, revision, trust_remote_code, prompt_style, "
+                "image_backend, min_pixels, max_pixels"
             )
         self.method = MethodConfig.from_model_args(
             method=method,
@@ -173,10 +208,25 @@ class AdaptVisLMM(lmms):
             attn_implementation=attn_implementation,
             revision=revision,
             trust_remote_code=_parse_bool("trust_remote_code", trust_remote_code),
+            inputs=InputOptions(
+                prompt_style=None if prompt_style is None else str(prompt_style),
+                image_backend=str(image_backend),
+                min_pixels=_parse_pixels("min_pixels", min_pixels),
+                max_pixels=_parse_pixels("max_pixels", max_pixels),
+            ),
         )
         self._model = loaded.model
         self.processor = loaded.processor
         self.model_type = loaded.model_type
+        self.prompt_style = loaded.prompt_style
+        self.input_pipeline = {
+            "prompt_style": loaded.prompt_style,
+            "tokenizer": loaded.tokenizer_rule,
+            "image_processor": type(self.processor.image_processor).__name__,
+            "min_pixels": _parse_pixels("min_pixels", min_pixels),
+            "max_pixels": _parse_pixels("max_pixels", max_pixels),
+        }
+        """What turns a request into model inputs; part of the trace's run fingerprint."""
         self.method.check_layers(num_text_layers(self._model))
         enable_image_attention_scaling(self._model)
         tokenizer = self.processor.tokenizer
@@ -286,6 +336,11 @@ class AdaptVisLMM(lmms):
         inputs = self.processor(
             images=[p.image for p in prepared], text=[p.prompt for p in prepared], padding=True, return_tensors="pt"
         )
+        image_id = image_token_id(self._model)
+        for item, stats in zip(
+            prepared, token_stats(inputs["input_ids"], inputs["attention_mask"], image_id), strict=True
+        ):
+            item.token_stats = stats
         batch = prompt_batch(self._model, inputs)
         return generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
 
@@ -295,6 +350,7 @@ class AdaptVisLMM(lmms):
                 "pretrained": self.pretrained,
                 "model_type": self.model_type,
                 "dtype": self.dtype_name,
+                "inputs": self.input_pipeline,
                 "method": self.method.describe(),
                 "max_new_tokens": settings.max_new_tokens,
                 "until": list(until),
@@ -313,6 +369,7 @@ class AdaptVisLMM(lmms):
             "answer": answer,
             "run": run,
             "input_sha": item.input_sha,
+            **(item.token_stats or {}),
         }
         if out.sweep is not None:
             record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
