@@ -37,7 +37,7 @@ def tarball_path() -> Path:
 def _embedded_string(source: str, name: str, path: Path) -> str:
     match = re.search(rf'const {name} = "([A-Za-z0-9+/=]*)"', source)
     if match is None:
-        raise RuntimeError(f"{path}: package/llama-tokenizer.js has no `const {name} = \"...\"`; is it {PACKAGE}?")
+        raise RuntimeError(f'{path}: package/llama-tokenizer.js has no `const {name} = "..."`; is it {PACKAGE}?')
     return match.group(1)
 
 
