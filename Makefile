@@ -1,4 +1,4 @@
-# Two entry points, both self-contained on a fresh clone (Python 3.10+, PyPI reachable):
+# Two entry points, both self-contained on a fresh clone (Python 3.10+, PyPI reachable; make test: npm too):
 #   make test   create .venv, install everything, fetch the tests' Llama vocabulary (npm), lint, run the whole test suite
 #   make demo   run the main job (WhatsUp Controlled_A, AdaptVis) on the embedded default
 PYTHON ?= python3
