@@ -77,7 +77,7 @@ class InputOptions:
         if self.image_backend not in IMAGE_BACKENDS:
             raise MethodArgumentError(
                 f"image_backend={self.image_backend!r}: use pil (transformers' PIL image processor, as the "
-                "reference) or torchvision (faster; up to one 8-bit level different at some pixels)"
+                "reference) or torchvision (faster; differs by a few 8-bit levels at some pixels)"
             )
         for name in ("min_pixels", "max_pixels"):
             value = getattr(self, name)
@@ -329,7 +329,7 @@ def image_processor(
     """The checkpoint's image processor on the chosen backend (``pil`` by default), with pixel limits.
 
     transformers 4.x -- the authors pinned 4.39.1 -- had only the PIL image processors; transformers 5
-    loads the torchvision ones by default, which differ by up to one 8-bit level at some pixels
+    loads the torchvision ones by default, which differ by a few 8-bit levels at some pixels
     and flip some greedy answers of a peaky model. So every family gets the PIL processor unless
     ``image_backend=torchvision``.
     """
