@@ -24,6 +24,8 @@ from transformers import (
     Qwen2VLImageProcessorPil,
 )
 
+from model_wrappers.architectures import prompt_batch
+from model_wrappers.decoding import first_token_logits
 from model_wrappers.intervention import ImageKeyScaling, scale_image_keys
 from model_wrappers.llava import LlavaAdaptVis
 from model_wrappers.methods import MethodArgumentError
@@ -136,7 +138,13 @@ def test_first_token_probabilities_equal_a_forward_pass_on_the_authors_ids(tiny_
             logits = model(
                 input_ids=torch.tensor([expanded]), pixel_values=pil(images=[image], return_tensors="pt").pixel_values
             ).logits[0, -1]
-        assert record["confidence"] == pytest.approx(torch.softmax(logits, -1).max().item(), abs=1e-6)
+        expected = torch.softmax(logits, -1)
+        assert record["confidence"] == pytest.approx(expected.max().item(), abs=1e-6)
+        inputs = wrapper.processor(images=[image], text=[prompt], return_tensors="pt")
+        assert inputs.input_ids[0].tolist() == expanded
+        with torch.no_grad():
+            ours = torch.softmax(first_token_logits(wrapper.model, prompt_batch(wrapper.model, inputs), None)[0], -1)
+        torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
 
 
 def test_qwen2_vl_counts_image_pad_tokens_and_honours_max_pixels(tiny_qwen2_vl, tmp_path):
