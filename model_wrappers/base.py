@@ -109,6 +109,15 @@ def _parse_pixels(name: str, value: object) -> int | None:
     return int(text)
 
 
+def _parse_eps(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MethodArgumentError(f"rms_norm_eps={value!r}: give a small positive number, e.g. 1e-6") from None
+
+
 def _parse_bool(name: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -160,6 +169,7 @@ class AdaptVisLMM(lmms):
         image_backend: str = "pil",
         min_pixels: int | str | None = None,
         max_pixels: int | str | None = None,
+        rms_norm_eps: float | str | None = None,
         **unknown: object,
     ) -> None:
         super().__init__()
@@ -168,7 +178,7 @@ class AdaptVisLMM(lmms):
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
                 "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, trace, resume, device, "
                 "dtype, batch_size, max_batch_size, attn_implementation, revision, trust_remote_code, prompt_style, "
-                "image_backend, min_pixels, max_pixels"
+                "image_backend, min_pixels, max_pixels, rms_norm_eps"
             )
         self.method = MethodConfig.from_model_args(
             method=method,
@@ -214,6 +224,7 @@ class AdaptVisLMM(lmms):
                 min_pixels=_parse_pixels("min_pixels", min_pixels),
                 max_pixels=_parse_pixels("max_pixels", max_pixels),
             ),
+            rms_norm_eps=_parse_eps(rms_norm_eps),
         )
         self._model = loaded.model
         self.processor = loaded.processor
@@ -225,6 +236,7 @@ class AdaptVisLMM(lmms):
             "image_processor": type(self.processor.image_processor).__name__,
             "min_pixels": _parse_pixels("min_pixels", min_pixels),
             "max_pixels": _parse_pixels("max_pixels", max_pixels),
+            "rms_norm_eps": _parse_eps(rms_norm_eps),
         }
         """What turns a request into model inputs; part of the trace's run fingerprint."""
         self.method.check_layers(num_text_layers(self._model))

@@ -221,13 +221,16 @@ def load_checkpoint(
     revision: str | None = None,
     trust_remote_code: bool = False,
     inputs: InputOptions = InputOptions(),
+    rms_norm_eps: float | None = None,
 ) -> LoadedCheckpoint:
     """Load model and processor; refuse architectures ``wrapper_name`` does not support.
 
     ``inputs`` chooses the input pipeline: on the paper prompt path (LLaVA-1.5, or LLaVA-1.6 with
     ``prompt_style=paper``) a Llama tokenizer is reloaded with ``legacy=True``
     (:func:`paper_tokenizer`), and the image processor is transformers' PIL one unless
-    ``image_backend=torchvision`` (:func:`image_processor`).
+    ``image_backend=torchvision`` (:func:`image_processor`). ``rms_norm_eps`` overrides the
+    language model's RMSNorm epsilon (the reference's LLaVA classes use 1e-6, not the checkpoint's
+    1e-5; docs/INTERVENTION.md) -- a named, opt-in deviation from the checkpoint.
     """
     import transformers
     from transformers import AutoConfig, AutoProcessor
@@ -248,12 +251,22 @@ def load_checkpoint(
     model_type = getattr(config, "model_type", None)
     if model_type not in allowed_model_types:
         raise _unsupported(pretrained, model_type, allowed_model_types, wrapper_name)
+    if rms_norm_eps is not None:
+        if not 0 < rms_norm_eps < 1:
+            raise MethodArgumentError(f"rms_norm_eps={rms_norm_eps!r}: give a small positive number, e.g. 1e-6")
+        text_config = getattr(config, "text_config", None) or config
+        if not hasattr(text_config, "rms_norm_eps"):
+            raise MethodArgumentError(
+                f"rms_norm_eps: the {model_type} language model of {pretrained!r} has no RMSNorm epsilon to override"
+            )
+        text_config.rms_norm_eps = float(rms_norm_eps)
     prompt_style = inputs.resolve_prompt_style(model_type, wrapper_name)
     inputs.check_pixels_apply(model_type)
     model_class = getattr(transformers, _MODEL_CLASSES[model_type])
     try:
         model, info = model_class.from_pretrained(
             pretrained,
+            config=config,
             revision=revision,
             dtype=torch_dtype,
             attn_implementation=attn_implementation,

@@ -189,3 +189,21 @@ def test_alpha_is_applied_in_float32_and_only_the_product_is_rounded(dtype):
     if dtype != torch.float32:
         assert torch.tensor(1.2, dtype=dtype).item() != 1.2  # so casting alpha first would change Eq. 2's alpha
         assert not torch.equal(scaled, key * scaling.factors.to(dtype))
+
+
+def test_rms_norm_eps_is_a_named_opt_in_override_of_the_language_model(tiny_llava):
+    def epsilons(wrapper) -> set[float]:
+        return {m.variance_epsilon for m in wrapper.model.modules() if hasattr(m, "variance_epsilon")}
+
+    default = LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu")
+    changed = LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu", rms_norm_eps="1e-3")
+    assert epsilons(default) == {default.model.config.text_config.rms_norm_eps} != {1e-3}
+    assert epsilons(changed) == {1e-3}
+    assert changed.input_pipeline["rms_norm_eps"] == 1e-3 and default.input_pipeline["rms_norm_eps"] is None
+    inputs = default.processor(images=_images()[:1], text=[PROMPTS[0]], return_tensors="pt")
+    with torch.no_grad():
+        a = first_token_logits(default.model, prompt_batch(default.model, inputs), None)
+        b = first_token_logits(changed.model, prompt_batch(changed.model, inputs), None)
+    assert not torch.equal(a, b)
+    with pytest.raises(MethodArgumentError, match="rms_norm_eps='tiny'"):
+        LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu", rms_norm_eps="tiny")
