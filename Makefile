@@ -1,5 +1,5 @@
-# Two entry points, both self-contained on a fresh clone (Python 3.10+, PyPI reachable):
-#   make test   create .venv, install everything, lint, run the whole test suite
+# Two entry points, both self-contained on a fresh clone (Python 3.10+, PyPI reachable; make test: npm too):
+#   make test   create .venv, install everything, fetch the tests' Llama vocabulary (npm), lint, run the whole test suite
 #   make demo   run the main job (WhatsUp Controlled_A, AdaptVis) on the embedded default
 PYTHON ?= python3
 VENV := .venv
@@ -21,7 +21,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The tests' Llama-2 vocabulary (tests/llama_vocabulary.py), from the npm registry; never committed.
+LLAMA_VOCAB := $(VENV)/npm/llama-tokenizer-js-1.2.2.tgz
+$(LLAMA_VOCAB):
+	mkdir -p $(VENV)/npm && cd $(VENV)/npm && npm pack --silent llama-tokenizer-js@1.2.2
+
+test: lint $(LLAMA_VOCAB)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

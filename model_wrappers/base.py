@@ -27,11 +27,11 @@ from tqdm import tqdm
 
 from adaptvis_tasks.images import to_rgb
 from adaptvis_tasks.whatsup import SPLIT_COLUMN
-from model_wrappers.architectures import num_text_layers, prompt_batch
+from model_wrappers.architectures import image_token_id, num_text_layers, prompt_batch
 from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
 from model_wrappers.guards import launcher_shortfall
 from model_wrappers.intervention import enable_image_attention_scaling
-from model_wrappers.loading import load_checkpoint
+from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
 from model_wrappers.trace import TraceWriter, run_fingerprint
 from model_wrappers.vision import VisionOptions, vision_inputs
@@ -52,6 +52,8 @@ class _Prepared:
     where: str
     prompt: str
     image: Image.Image
+    token_stats: dict | None = None
+    """Set when the batch is tokenized: ``prompt_tokens``, ``image_tokens``, ``input_ids_sha`` (trace fields)."""
 
     @cached_property
     def input_sha(self) -> str:
@@ -80,6 +82,43 @@ def _generation_value(gen_kwargs: dict, key: str, default, where: str, parse):
         return parse(value)
     except (TypeError, ValueError, MethodArgumentError):
         raise RequestError(f"{where}: generation_kwargs {key}={value!r} is not valid") from None
+
+
+def token_stats(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_id: int) -> list[dict]:
+    """Per row of a left-padded batch: prompt and image token counts and a hash of the unpadded ids.
+
+    ``input_ids_sha`` = first 16 hex digits of sha256 over the ids written as decimal numbers joined
+    by commas (e.g. ``"1,32000,29871,13"``), so anyone can recompute it from a tokenizer's output.
+    """
+    stats = []
+    for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
+        kept = [token for token, keep in zip(ids, mask, strict=True) if keep]
+        stats.append(
+            {
+                "prompt_tokens": len(kept),
+                "image_tokens": sum(1 for token in kept if token == image_id),
+                "input_ids_sha": hashlib.sha256(",".join(map(str, kept)).encode()).hexdigest()[:16],
+            }
+        )
+    return stats
+
+
+def _parse_pixels(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.isdigit():
+        raise MethodArgumentError(f"{name}={value!r}: give a positive whole number of pixels, e.g. {name}=1003520")
+    return int(text)
+
+
+def _parse_eps(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MethodArgumentError(f"rms_norm_eps={value!r}: give a small positive number, e.g. 1e-6") from None
 
 
 def _parse_bool(name: str, value: object) -> bool:
@@ -149,6 +188,11 @@ class AdaptVisLMM(lmms):
         attn_implementation: str = "sdpa",
         revision: str | None = None,
         trust_remote_code: bool = False,
+        prompt_style: str | None = None,
+        image_backend: str = "pil",
+        min_pixels: int | str | None = None,
+        max_pixels: int | str | None = None,
+        rms_norm_eps: float | str | None = None,
         **unknown: object,
     ) -> None:
         super().__init__()
@@ -156,8 +200,8 @@ class AdaptVisLMM(lmms):
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
                 "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vision_norm, vision_layer, "
-                "vision_token_order, trace, resume, device, "
-                "dtype, batch_size, max_batch_size, attn_implementation, revision, trust_remote_code"
+                "vision_token_order, trace, resume, device, dtype, batch_size, max_batch_size, attn_implementation, "
+                "revision, trust_remote_code, prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps"
             )
         self.method = MethodConfig.from_model_args(
             method=method,
@@ -205,10 +249,27 @@ class AdaptVisLMM(lmms):
             attn_implementation=attn_implementation,
             revision=revision,
             trust_remote_code=_parse_bool("trust_remote_code", trust_remote_code),
+            inputs=InputOptions(
+                prompt_style=None if prompt_style is None else str(prompt_style),
+                image_backend=str(image_backend),
+                min_pixels=_parse_pixels("min_pixels", min_pixels),
+                max_pixels=_parse_pixels("max_pixels", max_pixels),
+            ),
+            rms_norm_eps=_parse_eps(rms_norm_eps),
         )
         self._model = loaded.model
         self.processor = loaded.processor
         self.model_type = loaded.model_type
+        self.prompt_style = loaded.prompt_style
+        self.input_pipeline = {
+            "prompt_style": loaded.prompt_style,
+            "tokenizer": loaded.tokenizer_rule,
+            "image_processor": type(self.processor.image_processor).__name__,
+            "min_pixels": _parse_pixels("min_pixels", min_pixels),
+            "max_pixels": _parse_pixels("max_pixels", max_pixels),
+            "rms_norm_eps": _parse_eps(rms_norm_eps),
+        }
+        """What turns a request into model inputs; part of the trace's run fingerprint."""
         self.method.check_layers(num_text_layers(self._model))
         self.vision = vision_options.resolve(self._model, self.processor.tokenizer)
         enable_image_attention_scaling(self._model)
@@ -320,6 +381,11 @@ class AdaptVisLMM(lmms):
         inputs = self.processor(
             images=[p.image for p in prepared], text=[p.prompt for p in prepared], padding=True, return_tensors="pt"
         )
+        image_id = image_token_id(self._model)
+        for item, stats in zip(
+            prepared, token_stats(inputs["input_ids"], inputs["attention_mask"], image_id), strict=True
+        ):
+            item.token_stats = stats
         batch = prompt_batch(self._model, inputs)
         with vision_inputs(self._model, self.vision, sample_keys=[p.input_sha for p in prepared]):
             return generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
@@ -330,6 +396,7 @@ class AdaptVisLMM(lmms):
                 "pretrained": self.pretrained,
                 "model_type": self.model_type,
                 "dtype": self.dtype_name,
+                "inputs": self.input_pipeline,
                 "method": self.method.describe(),
                 **({"vision": self.vision.describe()} if self.vision.options.active else {}),
                 "max_new_tokens": settings.max_new_tokens,
@@ -354,6 +421,7 @@ class AdaptVisLMM(lmms):
             "pretrained": self.pretrained,
             "model_type": self.model_type,
             "layers": "all" if self.method.layers is None else "|".join(str(i) for i in self.method.layers),
+            **(item.token_stats or {}),
         }
         if out.sweep is not None:
             record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}

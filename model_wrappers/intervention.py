@@ -80,7 +80,11 @@ _ACTIVE_SCALING: contextvars.ContextVar[ImageKeyScaling | None] = contextvars.Co
 
 
 def scale_image_keys(key: torch.Tensor, scaling: ImageKeyScaling) -> torch.Tensor:
-    """Eq. 2 in key space: multiply image-token keys by that row's alpha (returns a new tensor)."""
+    """Eq. 2 in key space: multiply image-token keys by that row's alpha (returns a new tensor).
+
+    The product is formed in float32 and rounded to the key dtype once: casting alpha itself to a
+    half-precision key dtype would change it (1.2 is 1.203125 in bfloat16, 1.2001953125 in float16).
+    """
     factors = scaling.factors
     if factors.shape[2] != key.shape[2] or factors.shape[0] != key.shape[0]:
         raise RuntimeError(
@@ -88,7 +92,8 @@ def scale_image_keys(key: torch.Tensor, scaling: ImageKeyScaling) -> torch.Tenso
             f"attention call has batch {key.shape[0]} x {key.shape[2]} keys; the intervention must wrap "
             "exactly one single-token step over a cache of the prompt"
         )
-    return key * factors.to(dtype=key.dtype, device=key.device)
+    product = key.to(torch.float32) * factors.to(dtype=torch.float32, device=key.device)
+    return product.to(key.dtype)
 
 
 @contextmanager

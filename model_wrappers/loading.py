@@ -36,10 +36,19 @@ _EXAMPLE_CHECKPOINTS = {
     "llava_next": "llava-hf/llava-v1.6-mistral-7b-hf",
     "qwen2_vl": "Qwen/Qwen2-VL-7B-Instruct",
 }
-_CHAT_TEMPLATE_FAMILIES = ("llava_next", "qwen2_vl")
-"""Model types prompted through the processor's chat template (LLaVA-1.5 uses the paper's prompt)."""
-
 _REDOWNLOAD = "re-download the checkpoint, or re-save it with save_pretrained (model and processor)"
+
+
+IMAGE_BACKENDS = ("pil", "torchvision")
+"""``image_backend=``: transformers' PIL image processors (the reference's; default) or the torchvision ones."""
+
+PROMPT_STYLES = ("chat", "paper")
+"""``prompt_style=``: the checkpoint's chat template, or the paper's verbatim LLaVA-1.5 prompt."""
+
+_DEFAULT_PROMPT_STYLE = {"llava": "paper", "llava_next": "chat", "qwen2_vl": "chat"}
+_ALLOWED_PROMPT_STYLES = {"llava": ("paper",), "llava_next": ("chat", "paper"), "qwen2_vl": ("chat",)}
+_PIXEL_ARGUMENT_TYPES = ("qwen2_vl",)
+"""Model types whose image processor takes ``min_pixels`` / ``max_pixels`` (dynamic image grids)."""
 
 
 @dataclass
@@ -47,6 +56,60 @@ class LoadedCheckpoint:
     model: torch.nn.Module
     processor: object
     model_type: str
+    prompt_style: str = "chat"
+    tokenizer_rule: str = "checkpoint"
+    """``llama_legacy`` (Llama tokenizer reloaded with ``legacy=True``, the paper prompt path) or ``checkpoint``."""
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How prompts and images become model inputs (model arguments ``prompt_style``, ``image_backend``, pixels)."""
+
+    prompt_style: str | None = None
+    image_backend: str = "pil"
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+    def check(self) -> None:
+        """Argument errors that need no checkpoint (raised before any weights are read)."""
+        if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
+            raise MethodArgumentError(f"prompt_style={self.prompt_style!r}: use one of {', '.join(PROMPT_STYLES)}")
+        if self.image_backend not in IMAGE_BACKENDS:
+            raise MethodArgumentError(
+                f"image_backend={self.image_backend!r}: use pil (transformers' PIL image processor, as the "
+                "reference) or torchvision (faster; differs by a few 8-bit levels at some pixels)"
+            )
+        for name in ("min_pixels", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise MethodArgumentError(f"{name}={value!r}: give a positive number of pixels, e.g. {name}=1003520")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise MethodArgumentError(
+                f"min_pixels={self.min_pixels} is larger than max_pixels={self.max_pixels}; "
+                "give min_pixels <= max_pixels"
+            )
+
+    def resolve_prompt_style(self, model_type: str, wrapper_name: str) -> str:
+        """The prompt style for ``model_type``; an unsupported combination names the argument."""
+        style = self.prompt_style or _DEFAULT_PROMPT_STYLE[model_type]
+        allowed = _ALLOWED_PROMPT_STYLES[model_type]
+        if style not in allowed:
+            why = {
+                "llava": "LLaVA-1.5 is always prompted with the paper's prompt (the reference's)",
+                "qwen2_vl": "Qwen2-VL has no <image> placeholder token, so it is prompted through its chat template",
+            }[model_type]
+            raise MethodArgumentError(
+                f"prompt_style={style} is not available for this {model_type} checkpoint in {wrapper_name}: {why}; "
+                f"use prompt_style={allowed[0]} or leave it out"
+            )
+        return style
+
+    def check_pixels_apply(self, model_type: str) -> None:
+        if model_type not in _PIXEL_ARGUMENT_TYPES and (self.min_pixels is not None or self.max_pixels is not None):
+            raise MethodArgumentError(
+                f"min_pixels/max_pixels apply to Qwen2-VL's dynamic image grid only; this {model_type} checkpoint "
+                "resizes every image to its fixed input size: remove them"
+            )
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype | str:
@@ -157,12 +220,23 @@ def load_checkpoint(
     attn_implementation: str = "sdpa",
     revision: str | None = None,
     trust_remote_code: bool = False,
+    inputs: InputOptions = InputOptions(),
+    rms_norm_eps: float | None = None,
 ) -> LoadedCheckpoint:
-    """Load model and processor; refuse architectures ``wrapper_name`` does not support."""
+    """Load model and processor; refuse architectures ``wrapper_name`` does not support.
+
+    ``inputs`` chooses the input pipeline: on the paper prompt path (LLaVA-1.5, or LLaVA-1.6 with
+    ``prompt_style=paper``) a Llama tokenizer is reloaded with ``legacy=True``
+    (:func:`paper_tokenizer`), and the image processor is transformers' PIL one unless
+    ``image_backend=torchvision`` (:func:`image_processor`). ``rms_norm_eps`` overrides the
+    language model's RMSNorm epsilon (the reference's LLaVA classes use 1e-6, not the checkpoint's
+    1e-5; docs/INTERVENTION.md) -- a named, opt-in deviation from the checkpoint.
+    """
     import transformers
     from transformers import AutoConfig, AutoProcessor
 
     pretrained = str(pretrained)
+    inputs.check()
     torch_dtype = resolve_dtype(dtype, device)
     check_attn_implementation(attn_implementation, device)
     _check_device(device)
@@ -177,10 +251,22 @@ def load_checkpoint(
     model_type = getattr(config, "model_type", None)
     if model_type not in allowed_model_types:
         raise _unsupported(pretrained, model_type, allowed_model_types, wrapper_name)
+    if rms_norm_eps is not None:
+        if not 0 < rms_norm_eps < 1:
+            raise MethodArgumentError(f"rms_norm_eps={rms_norm_eps!r}: give a small positive number, e.g. 1e-6")
+        text_config = getattr(config, "text_config", None) or config
+        if not hasattr(text_config, "rms_norm_eps"):
+            raise MethodArgumentError(
+                f"rms_norm_eps: the {model_type} language model of {pretrained!r} has no RMSNorm epsilon to override"
+            )
+        text_config.rms_norm_eps = float(rms_norm_eps)
+    prompt_style = inputs.resolve_prompt_style(model_type, wrapper_name)
+    inputs.check_pixels_apply(model_type)
     model_class = getattr(transformers, _MODEL_CLASSES[model_type])
     try:
         model, info = model_class.from_pretrained(
             pretrained,
+            config=config,
             revision=revision,
             dtype=torch_dtype,
             attn_implementation=attn_implementation,
@@ -217,7 +303,15 @@ def load_checkpoint(
             f"pretrained={pretrained!r}: its processor is a {type(processor).__name__} without a tokenizer and an "
             f"image processor; {wrapper_name} needs the multimodal processor of the checkpoint: {_REDOWNLOAD}"
         )
-    if model_type in _CHAT_TEMPLATE_FAMILIES and getattr(processor, "chat_template", None) is None:
+    processor.image_processor = image_processor(pretrained, model_type, inputs, revision, trust_remote_code)
+    tokenizer_rule = "checkpoint"
+    if prompt_style == "paper":
+        legacy = paper_tokenizer(pretrained, revision, trust_remote_code)
+        if legacy is not None:
+            _check_same_special_ids(pretrained, processor.tokenizer, legacy)
+            processor.tokenizer = legacy
+            tokenizer_rule = "llama_legacy"
+    if prompt_style == "chat" and getattr(processor, "chat_template", None) is None:
         raise CheckpointError(
             f"pretrained={pretrained!r}: the {model_type} processor has no chat template, which {wrapper_name} "
             "prompts it with; save the checkpoint's chat_template.jinja (or chat_template.json) into the folder: "
@@ -232,4 +326,85 @@ def load_checkpoint(
         ) from error
     model.eval()
     processor.tokenizer.padding_side = "left"
-    return LoadedCheckpoint(model=model, processor=processor, model_type=model_type)
+    return LoadedCheckpoint(
+        model=model,
+        processor=processor,
+        model_type=model_type,
+        prompt_style=prompt_style,
+        tokenizer_rule=tokenizer_rule,
+    )
+
+
+def image_processor(
+    pretrained: str,
+    model_type: str,
+    inputs: InputOptions = InputOptions(),
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+):
+    """The checkpoint's image processor on the chosen backend (``pil`` by default), with pixel limits.
+
+    transformers 4.x -- the authors pinned 4.39.1 -- had only the PIL image processors; transformers 5
+    loads the torchvision ones by default, which differ by a few 8-bit levels at some pixels
+    and flip some greedy answers of a peaky model. So every family gets the PIL processor unless
+    ``image_backend=torchvision``.
+    """
+    from transformers import AutoImageProcessor
+
+    kwargs: dict = {}
+    if model_type in _PIXEL_ARGUMENT_TYPES:
+        kwargs.update({k: v for k, v in (("min_pixels", inputs.min_pixels), ("max_pixels", inputs.max_pixels)) if v})
+    try:
+        return AutoImageProcessor.from_pretrained(
+            pretrained, revision=revision, trust_remote_code=trust_remote_code, backend=inputs.image_backend, **kwargs
+        )
+    except Exception as error:
+        raise CheckpointError(
+            f"pretrained={pretrained!r}: cannot load its image processor with image_backend={inputs.image_backend} "
+            f"({_first_line(error)}); the checkpoint needs preprocessor_config.json or processor_config.json"
+            f"{_folder_contents(pretrained)}: {_REDOWNLOAD}"
+        ) from error
+
+
+def paper_tokenizer(pretrained: str, revision: str | None = None, trust_remote_code: bool = False):
+    """The checkpoint's Llama tokenizer with ``legacy=True``, or ``None`` if it is not a Llama tokenizer.
+
+    The authors (transformers 4.39.1) tokenized with llava-hf's ``tokenizer.json``, whose legacy
+    normalizer prepends "▁" to every text segment, so the text after ``<image>`` starts with "▁"
+    (29871): ``<image>\nUSER:`` -> ``[1, 32000, 29871, 13, 11889, 29901]``. transformers 5 builds
+    ``LlamaTokenizer`` with a Metaspace pre-tokenizer that, with the checkpoint's ``legacy: false``,
+    prepends "▁" to the first segment only (``[1, 32000, 13, 11889, ...]``); ``legacy=True`` makes
+    it prepend to every segment again. Reloading as ``LlamaTokenizer`` also fixes the ids whichever
+    class transformers would pick and whatever pre-tokenizer a re-saved ``tokenizer.json`` carries.
+    Tokenizers that are not Llama SentencePiece-BPE (byte-level BPE, Qwen2, ...) are left as loaded.
+    """
+    from transformers import LlamaTokenizer
+    from transformers.models.auto.tokenization_auto import get_tokenizer_config
+
+    try:
+        declared = get_tokenizer_config(pretrained, revision=revision).get("tokenizer_class") or ""
+    except Exception:  # no tokenizer_config.json: the processor load already said what is wrong
+        return None
+    if declared.removesuffix("Fast") != "LlamaTokenizer":
+        return None
+    try:
+        tokenizer = LlamaTokenizer.from_pretrained(pretrained, revision=revision, legacy=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"pretrained={pretrained!r}: its tokenizer_config.json names {declared}, but the tokenizer cannot be "
+            f"loaded as one with legacy=True ({_first_line(error)}): {_REDOWNLOAD}"
+        ) from error
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _check_same_special_ids(pretrained: str, loaded, legacy) -> None:
+    """The reloaded tokenizer must agree with the processor's on every added token (e.g. ``<image>``)."""
+    before = {token: loaded.convert_tokens_to_ids(token) for token in loaded.get_added_vocab()}
+    after = {token: legacy.convert_tokens_to_ids(token) for token in before}
+    if before != after or len(legacy) != len(loaded):
+        raise CheckpointError(
+            f"pretrained={pretrained!r}: reloading its Llama tokenizer with legacy=True changed the vocabulary "
+            f"({len(loaded)} -> {len(legacy)} entries, added tokens {before} -> {after}); the tokenizer files "
+            f"disagree with each other: {_REDOWNLOAD}"
+        )

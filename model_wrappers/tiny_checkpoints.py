@@ -8,6 +8,13 @@ same ``AutoConfig`` / ``AutoProcessor`` / ``*ForConditionalGeneration.from_pretr
 as the real ones. They serve the tests, the benchmark and the embedded demo.
 
 The weights are random (seeded), so answers are meaningless; only shapes and mechanics are real.
+
+LLaVA-1.5 checkpoints can instead carry the real Llama-2 vocabulary in llava-hf's tokenizer format
+(:class:`LlamaVocabulary`, :func:`write_llava_hf_tokenizer`): ``tokenizer.json`` with the legacy
+SentencePiece normalizer (Prepend "▁", Replace " " -> "▁"), ``tokenizer_config.json`` with
+``legacy: false``, ``<image>`` = 32000, ``<pad>`` = 32001, text vocabulary 32064 -- the files
+llava-hf/llava-1.5-7b-hf ships. The vocabulary itself is not part of this package (Meta's Llama
+licence); the tests obtain it from a package registry (docs/INTERVENTION.md, "Token ids").
 """
 
 from __future__ import annotations
@@ -99,6 +106,98 @@ def _train_tokenizer(special_tokens: list[str], vocab_size: int, bos: str | None
     return tokenizer
 
 
+LLAVA_HF_IMAGE_TOKEN_ID = 32000
+LLAVA_HF_PAD_TOKEN_ID = 32001
+LLAVA_HF_TEXT_VOCAB_SIZE = 32064
+"""llava-hf/llava-1.5-7b-hf: ``<image>`` and ``<pad>`` follow the 32,000 Llama pieces; embeddings padded to 32064."""
+
+
+@dataclass(frozen=True)
+class LlamaVocabulary:
+    """The Llama-2 SentencePiece-BPE vocabulary: 32,000 pieces in id order and the merges in priority order."""
+
+    pieces: tuple[str, ...]
+    merges: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.pieces) != 32000 or self.pieces[:3] != ("<unk>", "<s>", "</s>"):
+            raise ValueError(
+                f"expected the 32,000 Llama pieces starting <unk>, <s>, </s>; got {len(self.pieces)} starting "
+                f"{self.pieces[:3]}"
+            )
+
+
+def write_llava_hf_tokenizer(folder: str | Path, vocabulary: LlamaVocabulary) -> Path:
+    """Write ``tokenizer.json`` and ``tokenizer_config.json`` as llava-hf's LLaVA-1.5 checkpoints have them.
+
+    ``tokenizer.json`` is the pre-5.x Llama fast tokenizer: BPE with byte fallback and the legacy
+    normalizer (prepend "▁" to every text segment, spaces -> "▁"), ``<s>`` prepended by the
+    post-processor; ``tokenizer_config.json`` names ``LlamaTokenizer`` with ``legacy: false``.
+    transformers 5 rebuilds such a tokenizer with a Metaspace pre-tokenizer and, because of
+    ``legacy: false``, prepends "▁" only to the first segment -- the difference
+    ``model_wrappers.loading`` corrects for the paper's prompts.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {piece: index for index, piece in enumerate(vocabulary.pieces)}
+    model = models.BPE(
+        vocab=vocab, merges=list(vocabulary.merges), unk_token="<unk>", fuse_unk=True, byte_fallback=True
+    )
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    special = [AddedToken(t, normalized=False, special=True) for t in ("<unk>", "<s>", "</s>", "<image>", "<pad>")]
+    tokenizer.add_special_tokens(special)
+    if tokenizer.token_to_id("<image>") != LLAVA_HF_IMAGE_TOKEN_ID or tokenizer.token_to_id("<pad>") != 32001:
+        raise RuntimeError("the llava-hf special tokens did not get ids 32000 and 32001")
+    tokenizer.save(str(folder / "tokenizer.json"))
+
+    def added(content: str) -> dict:
+        return {
+            "content": content,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+
+    config = {
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "added_tokens_decoder": {
+            "0": added("<unk>"),
+            "1": added("<s>"),
+            "2": added("</s>"),
+            str(LLAVA_HF_IMAGE_TOKEN_ID): added("<image>"),
+            str(LLAVA_HF_PAD_TOKEN_ID): added("<pad>"),
+        },
+        "bos_token": "<s>",
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "</s>",
+        "legacy": False,
+        "model_max_length": 1000000000000000019884624838656,
+        "pad_token": "<pad>",
+        "padding_side": "left",
+        "processor_class": "LlavaProcessor",
+        "sp_model_kwargs": {},
+        "tokenizer_class": "LlamaTokenizer",
+        "unk_token": "<unk>",
+        "use_default_system_prompt": False,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    special_map = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n")
+    return folder
+
+
 def _llama_text_config(spec: TinySpec, vocab_size: int, pad_id: int, bos_id: int, eos_id: int):
     from transformers import LlamaConfig
 
@@ -153,9 +252,20 @@ def _save(model, processor, path: Path, generation_eos: int, pad_id: int) -> Pat
     return path
 
 
-def build_tiny_llava(path: str | Path, spec: TinySpec = TinySpec(), next_version: bool = False) -> Path:
-    """Write a tiny LLaVA-1.5 (``llava``) or, with ``next_version``, LLaVA-1.6 (``llava_next``) checkpoint."""
+def build_tiny_llava(
+    path: str | Path,
+    spec: TinySpec = TinySpec(),
+    next_version: bool = False,
+    vocabulary: LlamaVocabulary | None = None,
+) -> Path:
+    """Write a tiny LLaVA-1.5 (``llava``) or, with ``next_version``, LLaVA-1.6 (``llava_next``) checkpoint.
+
+    With ``vocabulary`` the checkpoint carries the real Llama-2 vocabulary in llava-hf's format
+    (:func:`write_llava_hf_tokenizer`; text vocabulary 32064, ``<image>`` 32000, ``<pad>`` 32001),
+    so prompts tokenize exactly as for llava-hf/llava-1.5-7b-hf; otherwise a small byte-level BPE.
+    """
     from transformers import (
+        AutoTokenizer,
         CLIPImageProcessor,
         LlavaConfig,
         LlavaForConditionalGeneration,
@@ -170,18 +280,24 @@ def build_tiny_llava(path: str | Path, spec: TinySpec = TinySpec(), next_version
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     special = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
-    raw = _train_tokenizer(special, spec.vocab_size, bos="<s>", unk="<unk>")
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
-        padding_side="left",
-    )
-    ids = {tok: raw.token_to_id(tok) for tok in special}
-    vocab = raw.get_vocab_size()
+    if vocabulary is not None:
+        write_llava_hf_tokenizer(path, vocabulary)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in special}
+        vocab = LLAVA_HF_TEXT_VOCAB_SIZE
+    else:
+        raw = _train_tokenizer(special, spec.vocab_size, bos="<s>", unk="<unk>")
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=raw,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            extra_special_tokens={"image_token": "<image>"},
+            padding_side="left",
+        )
+        ids = {tok: raw.token_to_id(tok) for tok in special}
+        vocab = raw.get_vocab_size()
     torch.manual_seed(spec.seed)
     text = _llama_text_config(spec, vocab, ids["<pad>"], ids["<s>"], ids["</s>"])
     vision = _clip_vision_config(spec)
@@ -219,7 +335,11 @@ def build_tiny_llava(path: str | Path, spec: TinySpec = TinySpec(), next_version
             chat_template=LLAVA15_CHAT_TEMPLATE,
             num_additional_image_tokens=1,
         )
-    return _save(model, processor, path, ids["</s>"], ids["<pad>"])
+    _save(model, processor, path, ids["</s>"], ids["<pad>"])
+    if vocabulary is not None:
+        # save_pretrained wrote transformers 5's own rendering of the tokenizer; restore llava-hf's files.
+        write_llava_hf_tokenizer(path, vocabulary)
+    return path
 
 
 def build_tiny_qwen2_vl(path: str | Path, spec: TinySpec = TinySpec(num_kv_heads=2)) -> Path:

@@ -1,4 +1,9 @@
-"""Tiny random checkpoints built from configs at session start (seconds on CPU, no network)."""
+"""Tiny random checkpoints built from configs at session start (seconds on CPU, no network).
+
+The LLaVA-1.5 checkpoint carries the real Llama-2 vocabulary in llava-hf's tokenizer format, so
+every test that sends it a paper prompt tokenizes exactly as llava-hf/llava-1.5-7b-hf does (the
+vocabulary comes from the npm package that ``make test`` fetches; ``tests/llama_vocabulary.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from model_wrappers.tiny_checkpoints import build_tiny_llava, build_tiny_qwen2_vl
+from model_wrappers.tiny_checkpoints import LlamaVocabulary, build_tiny_llava, build_tiny_qwen2_vl
+from tests.llama_vocabulary import load_llama_vocabulary
 
 ARCHITECTURES = ("llava", "llava_next", "qwen2_vl")
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """Paths of a tiny LLaVA-1.5, LLaVA-1.6 and Qwen2-VL checkpoint, keyed by model_type."""
+def llama_vocabulary() -> LlamaVocabulary:
+    """The Llama-2 vocabulary (32,000 pieces and merges); a clear error if ``make test`` has not fetched it."""
+    return load_llama_vocabulary()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory, llama_vocabulary) -> dict[str, Path]:
+    """Paths of a tiny LLaVA-1.5 (real Llama vocabulary), LLaVA-1.6 and Qwen2-VL checkpoint, keyed by model_type."""
     root = tmp_path_factory.mktemp("tiny_checkpoints")
     return {
-        "llava": build_tiny_llava(root / "llava"),
+        "llava": build_tiny_llava(root / "llava", vocabulary=llama_vocabulary),
         "llava_next": build_tiny_llava(root / "llava_next", next_version=True),
         "qwen2_vl": build_tiny_qwen2_vl(root / "qwen2_vl"),
     }

@@ -31,7 +31,14 @@ VARIANTS = {
     "whatsup_coco_two_reversed": "COCO_two_obj",
     "whatsup_vg_two_reversed": "VG_two_obj",
 }
-VSR_TASKS = ("vsr_zeroshot", "vsr_zeroshot_val", "vsr_zeroshot_test", "vsr_zeroshot_reference_resize")
+VSR_TASKS = (
+    "vsr_zeroshot",
+    "vsr_zeroshot_val",
+    "vsr_zeroshot_test",
+    "vsr_zeroshot_reference_resize",
+    "vsr_zeroshot_reference_resize_val",
+    "vsr_zeroshot_reference_resize_test",
+)
 GROUPS = {
     "whatsup": [f"whatsup_{short}" for short in SUBSETS],
     "whatsup_val": [f"whatsup_{short}_val" for short in SUBSETS],
