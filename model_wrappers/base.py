@@ -117,6 +117,11 @@ class AdaptVisLMM(lmms):
         alphas: str | None = None,
         layers: str | None = None,
         confidence_rule: str = "paper_rounded",
+        vcd_alpha: float | None = None,
+        vcd_beta: float | None = None,
+        vcd_noise_step: int | None = None,
+        dola_layers: str | None = None,
+        repetition_penalty: float | None = None,
         trace: str | None = None,
         resume: bool | str = False,
         device: str | None = None,
@@ -132,7 +137,8 @@ class AdaptVisLMM(lmms):
         if unknown:
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
-                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, trace, resume, device, "
+                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vcd_alpha, vcd_beta, "
+                "vcd_noise_step, dola_layers, repetition_penalty, trace, resume, device, "
                 "dtype, batch_size, max_batch_size, attn_implementation, revision, trust_remote_code"
             )
         self.method = MethodConfig.from_model_args(
@@ -144,6 +150,11 @@ class AdaptVisLMM(lmms):
             alphas=alphas,
             layers=layers,
             confidence_rule=confidence_rule,
+            vcd_alpha=vcd_alpha,
+            vcd_beta=vcd_beta,
+            vcd_noise_step=vcd_noise_step,
+            dola_layers=dola_layers,
+            repetition_penalty=repetition_penalty,
         )
         self.batch_size_per_gpu = _parse_batch_size(batch_size)
         self.pretrained = str(pretrained)
@@ -287,7 +298,14 @@ class AdaptVisLMM(lmms):
             images=[p.image for p in prepared], text=[p.prompt for p in prepared], padding=True, return_tensors="pt"
         )
         batch = prompt_batch(self._model, inputs)
-        return generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
+        return generate(
+            self._model,
+            batch,
+            self.method,
+            settings,
+            need_confidence=self.trace is not None,
+            sample_keys=[p.input_sha for p in prepared],
+        )
 
     def _run_fingerprint(self, settings: DecodeSettings, until: list[str]) -> str:
         return run_fingerprint(

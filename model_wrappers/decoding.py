@@ -158,16 +158,6 @@ def _greedy(
     return generated
 
 
-def _sample_keys(batch: PromptBatch) -> list[str]:
-    """Default identity of each sample when the caller gives none: a hash of its unpadded prompt ids."""
-    import hashlib
-
-    keys = []
-    for ids, mask in zip(batch.input_ids, batch.attention_mask, strict=True):
-        keys.append(hashlib.sha256(ids[mask.bool()].cpu().numpy().tobytes()).hexdigest()[:16])
-    return keys
-
-
 @torch.inference_mode()
 def generate(
     model,
@@ -180,11 +170,11 @@ def generate(
     """Decode every prompt of ``batch`` with ``method``; one :class:`SampleOutput` per row.
 
     ``sample_keys`` (one per row) identify each sample for methods that draw random numbers (VCD's
-    noise), so answers never depend on batch composition; default: a hash of the prompt's ids
-    (the lmms-eval wrapper passes its hash of prompt text and image pixels).
+    noise), so answers never depend on batch composition; the lmms-eval wrapper passes its hash of
+    prompt text and image pixels. Without them such a method hashes the row's prompt ids and pixels.
     """
-    keys = list(sample_keys) if sample_keys is not None else _sample_keys(batch)
-    if len(keys) != batch.batch_size:
+    keys = None if sample_keys is None else list(sample_keys)
+    if keys is not None and len(keys) != batch.batch_size:
         raise ValueError(f"sample_keys has {len(keys)} entries for a batch of {batch.batch_size} prompts")
     decoder = method.decoder(model, need_confidence)
     prompt = _Prompt(model, decoder.prefill_batch(batch, keys), hidden_states=decoder.wants_hidden_states)

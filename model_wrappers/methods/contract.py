@@ -103,8 +103,8 @@ class DecodingMethod:
         self.model = model
         self.need_confidence = need_confidence
 
-    def prefill_batch(self, batch: PromptBatch, sample_keys: list[str]) -> PromptBatch:
-        """The physical rows to prefill; ``sample_keys`` identify each sample (seeds, not order)."""
+    def prefill_batch(self, batch: PromptBatch, sample_keys: list[str] | None) -> PromptBatch:
+        """The physical rows to prefill; ``sample_keys`` identify each sample (seeds, not order), if given."""
         return batch
 
     def first_token(self, prompt: PromptState) -> FirstToken:

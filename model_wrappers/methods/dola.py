@@ -111,7 +111,7 @@ class DoLa(DecodingMethod):
         self.chosen_layers: list[list[int]] = []
         """Per step, the premature layer each answer row contrasted with (for traces and tests)."""
 
-    def prefill_batch(self, batch: PromptBatch, sample_keys: list[str]) -> PromptBatch:
+    def prefill_batch(self, batch: PromptBatch, sample_keys: list[str] | None) -> PromptBatch:
         # The prompt's tokens for the repetition penalty. Padding is not part of any prompt: pad
         # positions repeat the row's last token, which the penalty counts anyway.
         last = batch.input_ids[:, -1:].expand_as(batch.input_ids)

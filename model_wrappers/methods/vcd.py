@@ -59,16 +59,43 @@ def noised_pixels(pixels: torch.Tensor, noise_step: int, sample_key: str, unit: 
     return noisy.to(pixels.dtype)
 
 
-def _with_noised_copies(vision: dict[str, torch.Tensor], keys: list[str], noise_step: int) -> dict[str, torch.Tensor]:
-    """Vision inputs with rows ``[real_0, noised_0, real_1, noised_1, ...]`` (one image per sample)."""
+def _pixels_per_sample(vision: dict[str, torch.Tensor], size: int) -> list[torch.Tensor]:
+    """Each sample's preprocessed pixels.
+
+    LLaVA-1.5 ``[C, H, W]``, LLaVA-1.6 ``[tiles, C, H, W]``, Qwen2-VL ``[patches, features]``.
+    """
     pixels = vision["pixel_values"]
-    size = len(keys)
-    out = dict(vision)
-    if "image_grid_thw" in vision:  # Qwen2-VL: one [patches, features] block of rows per image
+    if "image_grid_thw" in vision:  # Qwen2-VL: one block of patch rows per image
         grid = vision["image_grid_thw"]
         if grid.shape[0] != size:
             raise ValueError(f"VCD needs one image per prompt; got {grid.shape[0]} images for {size} prompts")
-        blocks = torch.split(pixels, grid.prod(dim=-1).tolist())
+        return list(torch.split(pixels, grid.prod(dim=-1).tolist()))
+    if pixels.shape[0] != size:
+        raise ValueError(f"VCD needs one image per prompt; got {pixels.shape[0]} images for {size} prompts")
+    return list(pixels)
+
+
+def default_sample_keys(batch: PromptBatch) -> list[str]:
+    """A sample's identity when the caller gives none: a hash of its unpadded prompt ids and its pixels.
+
+    For LLaVA-1.6 only the first tile (the whole image, resized) is hashed, since padding tiles
+    depend on the batch.
+    """
+    keys = []
+    pixels = _pixels_per_sample(batch.vision_inputs, batch.batch_size)
+    for ids, mask, sample in zip(batch.input_ids, batch.attention_mask, pixels, strict=True):
+        digest = hashlib.sha256(ids[mask.bool()].cpu().numpy().tobytes())
+        image = sample[0] if sample.ndim == 4 else sample
+        digest.update(image.float().cpu().numpy().tobytes())
+        keys.append(digest.hexdigest()[:16])
+    return keys
+
+
+def _with_noised_copies(vision: dict[str, torch.Tensor], keys: list[str], noise_step: int) -> dict[str, torch.Tensor]:
+    """Vision inputs with rows ``[real_0, noised_0, real_1, noised_1, ...]`` (one image per sample)."""
+    blocks = _pixels_per_sample(vision, len(keys))
+    out = dict(vision)
+    if "image_grid_thw" in vision:
         out["pixel_values"] = torch.cat(
             [
                 part
@@ -76,13 +103,11 @@ def _with_noised_copies(vision: dict[str, torch.Tensor], keys: list[str], noise_
                 for part in (block, noised_pixels(block, noise_step, key))
             ]
         )
-        out["image_grid_thw"] = grid.repeat_interleave(2, dim=0)
+        out["image_grid_thw"] = vision["image_grid_thw"].repeat_interleave(2, dim=0)
         return out
-    if pixels.shape[0] != size:
-        raise ValueError(f"VCD needs one image per prompt; got {pixels.shape[0]} images for {size} prompts")
     rows = []
-    for key, sample in zip(keys, pixels, strict=True):
-        if pixels.ndim == 5:  # LLaVA-1.6: [tiles, C, H, W] per sample, seeded per tile
+    for key, sample in zip(keys, blocks, strict=True):
+        if sample.ndim == 4:  # LLaVA-1.6: [tiles, C, H, W] per sample, seeded per tile
             noisy = torch.stack([noised_pixels(tile, noise_step, key, unit) for unit, tile in enumerate(sample)])
         else:
             noisy = noised_pixels(sample, noise_step, key)
@@ -110,7 +135,8 @@ class VisualContrastiveDecoding(DecodingMethod):
 
     rows_per_answer = 2
 
-    def prefill_batch(self, batch: PromptBatch, sample_keys: list[str]) -> PromptBatch:
+    def prefill_batch(self, batch: PromptBatch, sample_keys: list[str] | None) -> PromptBatch:
+        keys = default_sample_keys(batch) if sample_keys is None else sample_keys
         row_dim = batch.position_ids.ndim - 2
         return replace(
             batch,
@@ -118,7 +144,7 @@ class VisualContrastiveDecoding(DecodingMethod):
             attention_mask=batch.attention_mask.repeat_interleave(2, dim=0),
             position_ids=batch.position_ids.repeat_interleave(2, dim=row_dim),
             image_token_mask=batch.image_token_mask.repeat_interleave(2, dim=0),
-            vision_inputs=_with_noised_copies(batch.vision_inputs, sample_keys, self.config.vcd_noise_step),
+            vision_inputs=_with_noised_copies(batch.vision_inputs, keys, self.config.vcd_noise_step),
         )
 
     def first_token(self, prompt: PromptState) -> FirstToken:
