@@ -230,7 +230,7 @@ class MethodConfig:
         if method not in _EQ2_METHODS and parse_layers(layers) is not None:
             raise MethodArgumentError(
                 f"layers is not used by method={method} (it selects where Eq. 2 acts); remove it, or use "
-                f"method={'/'.join(_EQ2_METHODS)}"
+                "method=scaling_vis/adapt_vis/sweep"
                 + (" (DoLa's early-exit layers are dola_layers=)" if method == "dola" else "")
             )
         if confidence_rule not in CONFIDENCE_RULES:
