@@ -202,3 +202,12 @@ def test_dola_answers_do_not_depend_on_batch_size(harness):
             for i, out in zip(chunk, harness.generate(chunk, "dola", dola_layers="0|1"), strict=True):
                 answers.setdefault(i, set()).add(tuple(out.tokens))
     assert all(len(found) == 1 for found in answers.values()), answers
+
+
+def test_the_lmms_eval_wrapper_refuses_a_layer_the_checkpoint_lacks(tiny_llava):
+    from model_wrappers.llava import LlavaAdaptVis
+
+    with pytest.raises(MethodArgumentError, match=r"dola_layers=0\|2 names early-exit layer 2, but the language model"):
+        LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu", method="dola", dola_layers="0|2")
+    with pytest.raises(MethodArgumentError, match="repetition_penalty is not used by method=baseline"):
+        LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu", repetition_penalty=1.2)

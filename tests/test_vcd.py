@@ -143,3 +143,12 @@ def test_vcd_answers_do_not_depend_on_batch_size_or_order(harness):
     for i, out in zip(indices[::-1][:4], reversed_order, strict=True):
         answers[i].add(tuple(out.tokens))
     assert all(len(found) == 1 for found in answers.values()), answers
+
+
+def test_the_lmms_eval_wrapper_takes_the_vcd_arguments(tiny_llava):
+    from model_wrappers.llava import LlavaAdaptVis
+
+    wrapper = LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu", method="vcd", vcd_alpha=0.5, vcd_noise_step="999")
+    assert (wrapper.method.vcd_alpha, wrapper.method.vcd_beta, wrapper.method.vcd_noise_step) == (0.5, 0.1, 999)
+    with pytest.raises(MethodArgumentError, match="vcd_beta=2 must lie in"):
+        LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu", method="vcd", vcd_beta=2)
