@@ -176,9 +176,12 @@ def generate(
     keys = None if sample_keys is None else list(sample_keys)
     if keys is not None and len(keys) != batch.batch_size:
         raise ValueError(f"sample_keys has {len(keys)} entries for a batch of {batch.batch_size} prompts")
-    decoder = method.decoder(model, need_confidence)
+    decoder = method.decoder(model, need_confidence)  # model_wrappers/methods/<scaling|vcd|dola>.py
+    # 1. prefill the physical rows the method asks for (VCD: real + noised image per sample)
     prompt = _Prompt(model, decoder.prefill_batch(batch, keys), hidden_states=decoder.wants_hidden_states)
+    # 2. the last prompt token: where Eq. 2 acts, AdaptVis reads C, a sweep repeats the cache
     first = decoder.first_token(prompt)
+    # 3. greedy decoding; the method turns every step's output into next-token scores
     tokens = _greedy(prompt, decoder, first.scores, settings)
     return decoder.results(tokens, first)
 
