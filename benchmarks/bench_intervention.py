@@ -1,4 +1,4 @@
-"""Cost of ScalingVis, AdaptVis and an alpha sweep relative to plain greedy decoding.
+"""Cost of ScalingVis, AdaptVis, an alpha sweep and the VCD / DoLa baselines relative to greedy decoding.
 
 Realistic shape on CPU: a LLaVA-1.5-shaped checkpoint with 336 px images (576 image tokens),
 a 4-layer language model and WhatsUp-like prompts, answers of a few tokens (WhatsUp answers are
@@ -46,6 +46,8 @@ METHODS = {
     "scaling_vis": {"method": "scaling_vis", "alpha": 0.5},
     "adapt_vis": {"method": "adapt_vis", "alpha1": 0.5, "alpha2": 1.5, "threshold": 0.3},
     "sweep(5 alphas)": {"method": "sweep", "alphas": "0.5|0.8|1.2|1.5|2.0"},
+    "vcd": {"method": "vcd"},
+    "dola": {"method": "dola"},
 }
 
 

@@ -1,4 +1,4 @@
-"""Public Python entry point: the AdaptVis interventions on a transformers model, outside lmms-eval.
+"""Public Python entry point: the AdaptVis interventions and the VCD / DoLa baselines on a transformers model.
 
 Example (see README)::
 
@@ -44,6 +44,12 @@ def adaptvis_generate(
     alphas: str | list[float] | None = None,
     layers: str | list[int] | None = None,
     confidence_rule: str = "paper_rounded",
+    vcd_alpha: float | None = None,
+    vcd_beta: float | None = None,
+    vcd_noise_step: int | None = None,
+    dola_layers: str | list[int] | None = None,
+    repetition_penalty: float | None = None,
+    sample_keys: list[str] | None = None,
     max_new_tokens: int = 100,
     eos_token_id: int | list[int] | None = None,
     pad_token_id: int | None = None,
@@ -52,10 +58,13 @@ def adaptvis_generate(
     vision_token_order: str = "normal",
     tokenizer=None,
 ) -> list[SampleOutput]:
-    """Greedy-decode the prompts in ``inputs`` (a processor's output) with an AdaptVis method.
+    """Greedy-decode the prompts in ``inputs`` (a processor's output) with an AdaptVis method or a baseline.
 
     ``method`` is ``baseline``, ``scaling_vis`` (needs ``alpha``), ``adapt_vis`` (needs ``alpha1``,
-    ``alpha2``, ``threshold``) or ``sweep`` (``alphas``, default the paper's grid). Batches must be
+    ``alpha2``, ``threshold``), ``sweep`` (``alphas``, default the paper's grid), ``vcd``
+    (``vcd_alpha`` 1, ``vcd_beta`` 0.1, ``vcd_noise_step`` 500 by default; ``sample_keys``, one
+    string per prompt, seed its noise -- default: a hash of each prompt's token ids) or ``dola``
+    (``dola_layers`` high, ``repetition_penalty`` 1.2 by default). Batches must be
     left-padded (``processor.tokenizer.padding_side = "left"``). Returns one
     :class:`~model_wrappers.decoding.SampleOutput` per prompt: answer token ids, the alpha applied,
     the confidence under alpha = 1, and in sweep mode the answer for every alpha.
@@ -74,6 +83,11 @@ def adaptvis_generate(
         alphas=alphas,
         layers=layers,
         confidence_rule=confidence_rule,
+        vcd_alpha=vcd_alpha,
+        vcd_beta=vcd_beta,
+        vcd_noise_step=vcd_noise_step,
+        dola_layers=dola_layers,
+        repetition_penalty=repetition_penalty,
     )
     config.check_layers(num_text_layers(model))
     options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
@@ -91,6 +105,8 @@ def adaptvis_generate(
     if pad_token_id is None:
         pad_token_id = eos[0] if eos else 0
     settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_ids=tuple(eos), pad_token_id=pad_token_id)
-    keys = sample_keys_of(inputs) if options.token_order == "shuffled" else None
+    keys = sample_keys
+    if keys is None and options.token_order == "shuffled":
+        keys = sample_keys_of(inputs)
     with image_scaling_backend(model), vision_inputs(model, vision, sample_keys=keys):
-        return generate(model, prompt_batch(model, inputs), config, settings)
+        return generate(model, prompt_batch(model, inputs), config, settings, sample_keys=sample_keys)

@@ -179,6 +179,11 @@ class AdaptVisLMM(lmms):
         vision_norm: str | float | None = None,
         vision_layer: str | int | None = None,
         vision_token_order: str = "normal",
+        vcd_alpha: float | None = None,
+        vcd_beta: float | None = None,
+        vcd_noise_step: int | None = None,
+        dola_layers: str | None = None,
+        repetition_penalty: float | None = None,
         trace: str | None = None,
         resume: bool | str = False,
         device: str | None = None,
@@ -199,9 +204,10 @@ class AdaptVisLMM(lmms):
         if unknown:
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
-                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vision_norm, vision_layer, "
-                "vision_token_order, trace, resume, device, dtype, batch_size, max_batch_size, attn_implementation, "
-                "revision, trust_remote_code, prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps"
+                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vcd_alpha, vcd_beta, "
+                "vcd_noise_step, dola_layers, repetition_penalty, vision_norm, vision_layer, vision_token_order, "
+                "trace, resume, device, dtype, batch_size, attn_implementation, revision, trust_remote_code, "
+                "prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps"
             )
         self.method = MethodConfig.from_model_args(
             method=method,
@@ -212,6 +218,11 @@ class AdaptVisLMM(lmms):
             alphas=alphas,
             layers=layers,
             confidence_rule=confidence_rule,
+            vcd_alpha=vcd_alpha,
+            vcd_beta=vcd_beta,
+            vcd_noise_step=vcd_noise_step,
+            dola_layers=dola_layers,
+            repetition_penalty=repetition_penalty,
         )
         vision_options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
         self.batch_size_per_gpu = _parse_batch_size(batch_size)
@@ -387,8 +398,11 @@ class AdaptVisLMM(lmms):
         ):
             item.token_stats = stats
         batch = prompt_batch(self._model, inputs)
-        with vision_inputs(self._model, self.vision, sample_keys=[p.input_sha for p in prepared]):
-            return generate(self._model, batch, self.method, settings, need_confidence=self.trace is not None)
+        keys = [p.input_sha for p in prepared]
+        with vision_inputs(self._model, self.vision, sample_keys=keys):
+            return generate(
+                self._model, batch, self.method, settings, need_confidence=self.trace is not None, sample_keys=keys
+            )
 
     def _run_fingerprint(self, settings: DecodeSettings, until: list[str]) -> str:
         return run_fingerprint(
