@@ -439,6 +439,8 @@ class AdaptVisLMM(lmms):
         }
         if out.sweep is not None:
             record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
+        if out.sweep_confidence is not None:
+            record["confidences"] = {repr(alpha): value for alpha, value in out.sweep_confidence.items()}
         record["doc"] = _json_columns(doc)
         return record
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 from PIL import Image
 
 from model_wrappers import cli
@@ -36,3 +37,22 @@ def test_a_trace_without_sweep_records_is_refused(tmp_path, capsys):
     trace = _write(tmp_path / "b.jsonl", [_record(0, 0.2, _answers(*"LLLLLL"), _doc(0, "Left"), method="adapt_vis")])
     assert cli.main(["curves", str(trace), "--output-dir", str(tmp_path)]) == 2
     assert "no method=sweep records" in capsys.readouterr().err
+
+
+def test_confidence_per_alpha_comes_from_the_trace_when_recorded(tmp_path):
+    """Sweep traces record C under every alpha; the curve's confidence at alpha is their mean per relation."""
+    records = [
+        _record(0, 0.2, _answers("Left", "Left", "Left", "Left", "Left", "Left"), _doc(0, "Left")),
+        _record(1, 0.4, _answers("Left", "Left", "Left", "Left", "Left", "Left"), _doc(1, "Left")),
+    ]
+    per_alpha = [
+        {"1.0": 0.2, "0.5": 0.1, "0.8": 0.15, "1.2": 0.3, "1.5": 0.35, "2.0": 0.5},
+        {"1.0": 0.4, "0.5": 0.3, "0.8": 0.35, "1.2": 0.5, "1.5": 0.55, "2.0": 0.7},
+    ]
+    for record, confidences in zip(records, per_alpha, strict=True):
+        record["confidences"] = confidences
+    trace = _write(tmp_path / "sweep.jsonl", records)
+    assert cli.main(["curves", str(trace), "--output-dir", str(tmp_path), "--format", "csv"]) == 0
+    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    left = {float(r["alpha"]): float(r["mean_confidence"]) for r in rows if r["relation"] == "left"}
+    assert left == pytest.approx({0.5: 0.2, 0.8: 0.25, 1.0: 0.3, 1.2: 0.4, 1.5: 0.45, 2.0: 0.6})

@@ -306,3 +306,15 @@ def test_paper_rounding_matches_numpy_round():
     assert compared_confidence(0.2999, "unrounded") == 0.2999
     assert adaptvis_alpha(0.2999, 0.3, 0.5, 1.5) == 1.5  # rounds to 0.30, not below 0.30
     assert adaptvis_alpha(0.2999, 0.3, 0.5, 1.5, rule="unrounded") == 0.5
+
+
+def test_sweep_records_the_first_token_confidence_under_every_alpha(bench):
+    """C per alpha (Figure 8): the largest first-token probability under Eq. 2 at that alpha, per sample."""
+    indices = [0, 1, 2]
+    sweep = _generate(bench, indices, MethodConfig.from_model_args(method="sweep", alphas="0.5|0.8|1.2|1.5|2.0"))
+    inputs = bench.inputs(indices)
+    for alpha in (1.0, *PAPER_ALPHA_GRID):
+        expected = torch.softmax(bench.reference_forward(inputs, alpha), dim=-1).max(dim=-1).values
+        recorded = torch.tensor([o.sweep_confidence[alpha] for o in sweep])
+        assert (recorded - expected).abs().max().item() < 1e-4, alpha
+    assert [o.sweep_confidence[1.0] for o in sweep] == pytest.approx([o.confidence for o in sweep], abs=1e-6)

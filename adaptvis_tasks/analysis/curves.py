@@ -2,12 +2,10 @@
 
 For every task in the trace and every gold relation (WhatsUp: the gold answer word; VSR: the
 caption's ``relation``), the accuracy of the sweep answers at each alpha (scored by the task's own
-``process_results``, metric ``accuracy``), and the mean confidence ``C`` of those documents.
-
-The trace records ``C`` under alpha = 1 only (the value AdaptVis thresholds; the decoder does not
-compute first-token probabilities for the other alphas), so ``mean_confidence`` is that of the
-unintervened model, one value per relation. Writes ``curves.csv`` and ``curves.png`` into
-``--output-dir`` and prints the table.
+``process_results``, metric ``accuracy``), and the mean first-token confidence of those documents
+under that alpha (the trace's ``confidences``; traces written before it was recorded only have
+``C`` under alpha = 1, which is then used for every alpha, and the output says so). Writes
+``curves.csv`` and ``curves.png`` into ``--output-dir`` and prints the table.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from adaptvis_tasks.analysis.common import (
     markdown_table,
     run_tool,
 )
-from adaptvis_tasks.analysis.tune import SweepTask, load_sweep, scoring_module
+from adaptvis_tasks.analysis.tune import SweepDoc, SweepTask, load_sweep, scoring_module
 from adaptvis_tasks.scoring import mean
 
 COLUMNS = ["task", "relation", "alpha", "n", "accuracy", "mean_confidence"]
@@ -38,6 +36,13 @@ def relation_of(doc: dict[str, Any]) -> str:
     if doc.get("subset") == "vsr_zeroshot":
         return str(doc.get("relation", "?")).strip().lower()
     return str(doc["answer"][0]).strip().lower()
+
+
+def confidence_at(doc: SweepDoc, alpha: float) -> float:
+    """The document's first-token confidence under ``alpha`` (C under alpha = 1 for older traces)."""
+    if doc.confidences is not None and alpha in doc.confidences:
+        return doc.confidences[alpha]
+    return doc.confidence
 
 
 def curve_rows(task: SweepTask) -> list[dict[str, Any]]:
@@ -51,7 +56,6 @@ def curve_rows(task: SweepTask) -> list[dict[str, Any]]:
     rows = []
     for relation in [*sorted(k for k in groups if k != "all"), "all"]:
         docs = groups[relation]
-        confidence = mean(d.confidence for d in docs)
         for alpha in alphas:
             correct = [float(module.process_results(d.doc, [d.answers[alpha]])["accuracy"]) for d in docs]
             rows.append(
@@ -61,34 +65,42 @@ def curve_rows(task: SweepTask) -> list[dict[str, Any]]:
                     "alpha": alpha,
                     "n": len(docs),
                     "accuracy": mean(correct),
-                    "mean_confidence": confidence,
+                    "mean_confidence": mean(confidence_at(d, alpha) for d in docs),
                 }
             )
     return rows
 
 
 def plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """One panel per task: accuracy against alpha, one line per relation (legend: mean C at alpha = 1)."""
+    """Per task: accuracy (top) and mean first-token confidence (bottom) against alpha, one line per relation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
-    for axis, task in zip(axes[0], tasks, strict=True):
+    figure, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 7.5), squeeze=False)
+    for column, task in enumerate(tasks):
         relations = list(dict.fromkeys(r["relation"] for r in rows if r["task"] == task))
-        for relation in relations:
-            points = [r for r in rows if r["task"] == task and r["relation"] == relation]
-            style = {"color": "black", "linewidth": 2.5} if relation == "all" else {}
-            label = f"{relation} (n={points[0]['n']}, C={points[0]['mean_confidence']:.2f})"
-            axis.plot([p["alpha"] for p in points], [p["accuracy"] for p in points], marker="o", label=label, **style)
-        axis.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-        axis.set_title(task)
-        axis.set_xlabel("alpha (image-attention scaling)")
-        axis.set_ylabel("accuracy")
-        axis.set_ylim(-0.02, 1.02)
-        axis.legend(fontsize="small")
+        for row, (key, label) in enumerate((("accuracy", "accuracy"), ("mean_confidence", "mean confidence"))):
+            axis = axes[row][column]
+            for relation in relations:
+                points = [r for r in rows if r["task"] == task and r["relation"] == relation]
+                style = {"color": "black", "linewidth": 2.5} if relation == "all" else {}
+                axis.plot(
+                    [p["alpha"] for p in points],
+                    [p[key] for p in points],
+                    marker="o",
+                    label=f"{relation} (n={points[0]['n']})",
+                    **style,
+                )
+            axis.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+            axis.set_title(task if row == 0 else "")
+            axis.set_xlabel("alpha (image-attention scaling)")
+            axis.set_ylabel(label)
+            axis.set_ylim(-0.02, 1.02)
+            if row == 0:
+                axis.legend(fontsize="small")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

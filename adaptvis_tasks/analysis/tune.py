@@ -61,6 +61,8 @@ class SweepDoc:
     answers: dict[float, str]
     doc: dict[str, Any]
     line: int
+    confidences: dict[float, float] | None = None
+    """First-token confidence under each alpha (traces written since it was recorded; else None)."""
 
 
 @dataclass
@@ -124,6 +126,14 @@ def load_sweep(path: str | Path, run: str | None = None) -> list[SweepTask]:
             answers = {float(alpha): str(text) for alpha, text in record["answers"].items()}
         except (AttributeError, ValueError):
             raise AnalysisError(f"{path}:{line}: 'answers' must map alphas (e.g. \"0.5\") to answer texts") from None
+        confidences = None
+        if record.get("confidences") is not None:
+            try:
+                confidences = {float(alpha): float(value) for alpha, value in record["confidences"].items()}
+            except (AttributeError, TypeError, ValueError):
+                raise AnalysisError(
+                    f"{path}:{line}: 'confidences' must map alphas (e.g. \"0.5\") to probabilities"
+                ) from None
         task.docs.append(
             SweepDoc(
                 doc_id=int(record["doc_id"]),
@@ -131,6 +141,7 @@ def load_sweep(path: str | Path, run: str | None = None) -> list[SweepTask]:
                 answers=answers,
                 doc=record["doc"],
                 line=line,
+                confidences=confidences,
             )
         )
     if not tasks:

@@ -33,13 +33,15 @@ class SampleOutput:
     alpha applied to that answer (``None`` when no Eq. 2 acted). ``confidence``: ``C`` of the
     unmodified first-token distribution (``alpha = 1``, real image, final layer; ``None`` when it
     was not requested and would have cost an extra step). ``sweep``: alpha -> answer tokens, in
-    sweep mode only.
+    sweep mode only; ``sweep_confidence``: alpha -> the largest first-token probability under that
+    alpha (the paper's Figure 8 measure), in sweep mode only.
     """
 
     tokens: list[int]
     alpha: float | None
     confidence: float | None
     sweep: dict[float, list[int]] | None = None
+    sweep_confidence: dict[float, float] | None = None
 
 
 @dataclass

@@ -59,6 +59,8 @@ class Sweep(DecodingMethod):
         prompt.repeat_rows(len(alphas))
         per_row = torch.tensor(alphas, device=prompt.batch.input_ids.device, dtype=torch.float32).repeat(size)
         output = prompt.last_token(per_row, self.config.layers)
+        # The first-token confidence under every alpha (C per alpha, the paper's Figure 8), one value per variant row.
+        self.variant_confidence = first_token_confidence(output.logits).tolist()
         return FirstToken(output.logits, confidence, per_row.tolist())
 
     def results(self, tokens: list[list[int]], first: FirstToken) -> list[SampleOutput]:
@@ -66,6 +68,12 @@ class Sweep(DecodingMethod):
         assert first.confidence is not None
         outputs = []
         for row, confidence in enumerate(first.confidence):
-            answers = {alpha: tokens[row * len(alphas) + k] for k, alpha in enumerate(alphas)}
-            outputs.append(SampleOutput(tokens=answers[1.0], alpha=1.0, confidence=confidence, sweep=answers))
+            variants = range(row * len(alphas), (row + 1) * len(alphas))
+            answers = {alpha: tokens[k] for alpha, k in zip(alphas, variants, strict=True)}
+            per_alpha = {alpha: self.variant_confidence[k] for alpha, k in zip(alphas, variants, strict=True)}
+            outputs.append(
+                SampleOutput(
+                    tokens=answers[1.0], alpha=1.0, confidence=confidence, sweep=answers, sweep_confidence=per_alpha
+                )
+            )
         return outputs
