@@ -171,6 +171,12 @@ class Batcher:
         self.image_tokens = (gen.IMAGE_SIZE // patch) ** 2
         self._prompt_cache: dict[str, list[int]] = {}
         self._answer_cache: dict[str, list[int]] = {}
+        self.name_ids = set()
+        for word in (*gen.COLOURS, *gen.SHAPES):
+            ids = self.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise SystemExit(f"object word {word!r} is not one token; raise --vocab-size")
+            self.name_ids.add(ids[0])
 
     def prompt_ids(self, prompt: str) -> list[int]:
         if prompt not in self._prompt_cache:
@@ -201,19 +207,23 @@ class Batcher:
             raise SystemExit("prompt tokenisation differs from the LlavaProcessor; fix Batcher.prompt_ids")
 
     def batch(self, examples, with_answers: bool = True) -> dict[str, torch.Tensor]:
-        sequences, labels = [], []
+        sequences, labels, question_labels = [], [], []
         for example in examples:
             prompt = self.prompt_ids(example.prompt)
             answer = self.answer_ids(example.answer) if with_answers else []
             sequences.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
+            names = [token if token in self.name_ids else -100 for token in prompt]
+            question_labels.append(names + [-100] * len(answer))
         width = max(len(s) for s in sequences)
         input_ids = torch.full((len(sequences), width), self.pad, dtype=torch.long)
         label_ids = torch.full((len(sequences), width), -100, dtype=torch.long)
+        question_ids = torch.full((len(sequences), width), -100, dtype=torch.long)
         mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, (sequence, label) in enumerate(zip(sequences, labels, strict=True)):
+        for row, (sequence, label, question) in enumerate(zip(sequences, labels, question_labels, strict=True)):
             input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
             label_ids[row, width - len(sequence) :] = torch.tensor(label)
+            question_ids[row, width - len(sequence) :] = torch.tensor(question)
             mask[row, width - len(sequence) :] = 1
         out = {
             "input_ids": input_ids,
@@ -222,6 +232,7 @@ class Batcher:
         }
         if with_answers:
             out["labels"] = label_ids
+            out["question_labels"] = question_ids
             out["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
         return out
 
@@ -259,6 +270,7 @@ def evaluate(model, batcher: Batcher, examples) -> dict[str, float]:
         chunk = examples[start : start + 64]
         inputs = batcher.batch(chunk)
         labels = inputs.pop("labels")
+        inputs.pop("question_labels")
         logits = model(**inputs).logits
         for row, example in enumerate(chunk):
             positions = (labels[row] != -100).nonzero().flatten()
@@ -273,25 +285,60 @@ def evaluate(model, batcher: Batcher, examples) -> dict[str, float]:
     return report
 
 
-def answer_loss(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy on the answer tokens only. Prompts are left-padded and every answer is one word and
-    ``</s>``, so only the logits of the last ``ANSWER_TOKENS`` + 1 positions are computed."""
-    labels = inputs["labels"]
-    answer_tokens = int((labels != -100).sum(dim=1).max())
-    batch = {k: v for k, v in inputs.items() if k != "labels"}
-    logits = model(**batch, logits_to_keep=answer_tokens + 1).logits[:, :-1]
-    targets = labels[:, -answer_tokens:]
-    return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
-    )
+def training_loss(model, inputs: dict[str, torch.Tensor], question_weight: float) -> torch.Tensor:
+    """Cross-entropy on the answer tokens, plus ``question_weight`` x next-token cross-entropy on the
+    object-name tokens of the question (colour and shape words: after the image they can only be
+    predicted by looking at it, e.g. "the red ..." -> "circle" needs the red object's shape). The
+    evaluation never sees this loss; it gives the binding of names to image regions a direct signal."""
+    batch = {k: v for k, v in inputs.items() if k not in ("labels", "question_labels")}
+    logits = model(**batch).logits[:, :-1]
+    vocab = logits.shape[-1]
+    flat = logits.reshape(-1, vocab)
+    answer = torch.nn.functional.cross_entropy(flat, inputs["labels"][:, 1:].reshape(-1), ignore_index=-100)
+    if question_weight == 0:
+        return answer
+    question = torch.nn.functional.cross_entropy(flat, inputs["question_labels"][:, 1:].reshape(-1), ignore_index=-100)
+    return answer + question_weight * question
+
+
+MODEL_CARD = """# whatsup-synthetic-llava (a toy trained here)
+
+A {parameters:,}-parameter model with the LLaVA-1.5 architecture (`LlavaForConditionalGeneration`:
+CLIP vision tower, {vision_layers} layers of width {vision_hidden}, {image_size} px images in {patch} px patches; 2-layer MLP
+projector; Llama decoder, {text_layers} layers of width {text_hidden}; a {vocab}-token byte-level BPE tokenizer trained on
+the generator's text), with a `LlavaProcessor` and `CLIPImageProcessor`. It loads like any llava-hf
+checkpoint and is prompted like LLaVA-1.5 (`<image>\\nUSER: ... \\nASSISTANT:`); it answers with one
+capitalised relation word.
+
+It was trained from scratch by `scripts/train_embedded_model.py` ({steps} steps, seed {seed}, {minutes} min on CPU)
+on fresh renders of the synthetic WhatsUp-style generator (`adaptvis_tasks/whatsup_synthetic.py`),
+using only the *training* object pairs: no object pair of the shipped benchmark appears in its
+training data, in either order. Training questions use relation frequencies shaped like the
+paper's Figure 15 (our choice: left 30%, right 30%, on 12%, under 12%, front 8%, behind 8%).
+
+It knows nothing but this toy world: eight colours, five shapes, six relations. It exists so the
+suite's pipeline can be run offline with numbers that respond to the image and to the method;
+it says nothing about real VLMs. Results and how it was built: docs/EMBEDDED_MODEL.md in the
+adaptvis-eval repository. Training curve (held-out development pairs): `training_log.json`.
+"""
 
 
 def save(model, processor, out: Path, record: dict) -> None:
-    """Write the checkpoint folder (weights, config, processor) and the training record."""
+    """Write the checkpoint folder (weights, config, processor, model card) and the training record."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     (out / "training_log.json").write_text(json.dumps(record, indent=1) + "\n")
+    settings = record["settings"]
+    card = MODEL_CARD.format(
+        parameters=record["parameters"],
+        vocab=len(processor.tokenizer),
+        image_size=gen.IMAGE_SIZE,
+        minutes=record["train_minutes"],
+        steps=record["steps_done"],
+        **{k: settings[k] for k in ("vision_layers", "vision_hidden", "patch", "text_layers", "text_hidden", "seed")},
+    )
+    (out / "README.md").write_text(card)
 
 
 def learning_rate(step: int, args) -> float:
@@ -305,7 +352,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--steps", type=int, default=2400)
-    parser.add_argument("--stage1-steps", type=int, default=300)
+    parser.add_argument("--stage1-steps", type=int, default=200)
     parser.add_argument("--localisation-fraction", type=float, default=0.3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -322,6 +369,7 @@ def main(argv=None) -> int:
     parser.add_argument("--save-every-eval", action="store_true", help="also write the checkpoint at every evaluation")
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--dev-per-relation", type=int, default=40)
+    parser.add_argument("--question-loss-weight", type=float, default=1.0)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -353,7 +401,7 @@ def main(argv=None) -> int:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
         inputs = batcher.batch(sample_examples(step, args, split.train, rng))
-        loss = answer_loss(model, inputs)
+        loss = training_loss(model, inputs, args.question_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
