@@ -304,11 +304,11 @@ def training_loss(model, inputs: dict[str, torch.Tensor], question_weight: float
 MODEL_CARD = """# whatsup-synthetic-llava (a toy trained here)
 
 A {parameters:,}-parameter model with the LLaVA-1.5 architecture (`LlavaForConditionalGeneration`:
-CLIP vision tower, {vision_layers} layers of width {vision_hidden}, {image_size} px images in {patch} px patches; 2-layer MLP
-projector; Llama decoder, {text_layers} layers of width {text_hidden}; a {vocab}-token byte-level BPE tokenizer trained on
-the generator's text), with a `LlavaProcessor` and `CLIPImageProcessor`. It loads like any llava-hf
-checkpoint and is prompted like LLaVA-1.5 (`<image>\\nUSER: ... \\nASSISTANT:`); it answers with one
-capitalised relation word.
+CLIP vision tower, {vision_layers} layers of width {vision_hidden}, {image_size} px images in {patch} px
+patches; 2-layer MLP projector; Llama decoder, {text_layers} layers of width {text_hidden}; a {vocab}-token
+byte-level BPE tokenizer trained on the generator's text), with a `LlavaProcessor` and
+`CLIPImageProcessor`. It loads like any llava-hf checkpoint and is prompted like LLaVA-1.5
+(`<image>\\nUSER: ... \\nASSISTANT:`); it answers with one capitalised relation word.
 
 It was trained from scratch by `scripts/train_embedded_model.py` ({steps} steps, seed {seed}, {minutes} min on CPU)
 on fresh renders of the synthetic WhatsUp-style generator (`adaptvis_tasks/whatsup_synthetic.py`),
