@@ -4,6 +4,11 @@ Rows come either from the Hugging Face hub (``AdaptVis/all_datasets``, ``cambrid
 or, when ``ADAPTVIS_DATA_DIR`` is set, from a local mirror ``<dir>/<config>/<split>.jsonl`` (or
 ``.parquet``) in the same schema. Images are always files under ``ADAPTVIS_IMAGE_ROOT``.
 
+*Packaged* configs (the synthetic WhatsUp-style benchmark, ``Synthetic_A``/``Synthetic_B``) ship
+inside this package: their descriptor names a folder under ``adaptvis_tasks/packaged_data/``
+(``packaged_data``), which holds ``<config>/<split>.jsonl`` and the images (``images/``). They
+need no environment variable, and ``ADAPTVIS_DATA_DIR``/``ADAPTVIS_IMAGE_ROOT`` do not apply to them.
+
 lmms-eval YAML tasks cannot switch their data source on an environment variable, so every task
 loads a one-row *source descriptor* (``yaml_tasks/**/sources/<name>.json``) and its ``process_docs``
 turns that row into the real rows with :func:`load_rows` (see ``docs/TASKS.md``).
@@ -20,6 +25,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -41,6 +47,12 @@ WHATSUP_SUBSETS: tuple[str, ...] = (
     "VG_two_obj",
 )
 ALL_SUBSETS: tuple[str, ...] = (*WHATSUP_SUBSETS, VSR_SUBSET)
+
+#: Synthetic WhatsUp-style subsets shipped with the package (``adaptvis_tasks.whatsup_synthetic``).
+SYNTHETIC_SUBSETS: tuple[str, ...] = ("Synthetic_A", "Synthetic_B")
+#: Subsets whose rows name images as ``data/<folder>/<obj1>_<relation>_<obj2>.jpeg`` (pair/set accuracy).
+CONTROLLED_STYLE_SUBSETS: tuple[str, ...] = ("Controlled_A", "Controlled_B", *SYNTHETIC_SUBSETS)
+PACKAGED_DATA_DIR = Path(__file__).resolve().parent / "packaged_data"
 
 #: Every gold relation word that occurs in WhatsUp (lowercased); one ``accuracy_<word>`` metric each.
 RELATIONS: tuple[str, ...] = ("left", "right", "on", "under", "front", "behind", "top", "bottom", "above", "below")
@@ -74,6 +86,7 @@ IMAGE_FOLDERS: dict[str, str] = {
 # Columns this suite adds to every doc (reserved: a source column of the same name is replaced).
 ROW_COLUMN = "row"
 SUBSET_COLUMN = "subset"
+SHOWN_IMAGE_COLUMN = "shown_image"
 _DEFERRED_COLUMN = "adaptvis_setup_error"
 _DEFERRED_TYPE_COLUMN = "adaptvis_setup_error_type"
 
@@ -101,18 +114,25 @@ def doctor_hint(subset: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class SourceDescriptor:
-    """One benchmark configuration: hub location, local-mirror folder name, and the paper's size."""
+    """One benchmark configuration: hub location (or packaged folder), local-mirror folder name, and its size.
+
+    ``packaged_data`` names a folder under ``adaptvis_tasks/packaged_data/`` for data that ships
+    with the package; such a descriptor needs no ``hub_dataset``.
+    """
 
     subset: str
     hub_dataset: str
     hub_config: str | None
     split: str
     paper_rows: int
+    packaged_data: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], origin: str = "source descriptor") -> SourceDescriptor:
         """Build from a descriptor row; raises DataSetupError naming the missing field."""
-        missing = [key for key in ("subset", "hub_dataset", "split", "paper_rows") if row.get(key) in (None, "")]
+        required = ("subset", "split", "paper_rows") if row.get("packaged_data") else ("subset", "hub_dataset", "split")
+        missing = [key for key in (*required, "paper_rows") if row.get(key) in (None, "")]
+        missing = list(dict.fromkeys(missing))
         if missing:
             raise DataSetupError(
                 f"{origin} lacks {', '.join(missing)}; descriptors are the one-row JSON files under "
@@ -121,10 +141,11 @@ class SourceDescriptor:
             )
         return cls(
             subset=str(row["subset"]),
-            hub_dataset=str(row["hub_dataset"]),
+            hub_dataset=str(row.get("hub_dataset") or ""),
             hub_config=(str(row["hub_config"]) if row.get("hub_config") else None),
             split=str(row["split"]),
             paper_rows=int(row["paper_rows"]),
+            packaged_data=(str(row["packaged_data"]) if row.get("packaged_data") else None),
         )
 
     @classmethod
@@ -139,9 +160,18 @@ class SourceDescriptor:
 
     @property
     def hub_label(self) -> str:
-        """Human-readable hub location, for messages."""
+        """Human-readable hub location (or packaged folder), for messages."""
+        if self.packaged_data:
+            return f"packaged data {self.packaged_folder}, split {self.split}"
         config = f", config {self.hub_config}" if self.hub_config else ""
         return f"hub dataset {self.hub_dataset}{config}, split {self.split}"
+
+    @property
+    def packaged_folder(self) -> Path:
+        """The packaged data folder (``adaptvis_tasks/packaged_data/<packaged_data>``); ValueError if not packaged."""
+        if not self.packaged_data:
+            raise ValueError(f"{self.subset} is not packaged data")
+        return PACKAGED_DATA_DIR / self.packaged_data
 
 
 def _sources_dirs() -> list[Path]:
@@ -149,6 +179,16 @@ def _sources_dirs() -> list[Path]:
     from yaml_tasks import tasks_dir
 
     return sorted(Path(tasks_dir()).glob("*/sources"))
+
+
+@cache
+def packaged_image_roots() -> dict[str, Path]:
+    """Image root of every packaged subset (``<packaged folder>/images``), keyed by subset."""
+    return {
+        name: descriptor.packaged_folder / "images"
+        for name, descriptor in load_descriptors().items()
+        if descriptor.packaged_data
+    }
 
 
 def load_descriptors() -> dict[str, SourceDescriptor]:
@@ -204,7 +244,10 @@ def load_rows(descriptor: SourceDescriptor, data_dir: Path | str | None = None) 
     the first bad row indices.
     """
     directory = Path(data_dir).expanduser() if data_dir is not None else data_dir_from_env()
-    if directory is not None:
+    if descriptor.packaged_data:
+        directory = None
+        origin, raw = _read_packaged(descriptor)
+    elif directory is not None:
         origin, raw = _read_local(directory, descriptor)
     else:
         origin, raw = _read_hub(descriptor)
@@ -251,6 +294,11 @@ def raise_row_problems(loaded: LoadedRows, problems: Sequence[tuple[int, str]]) 
 
 
 def _source_fix(descriptor: SourceDescriptor, directory: Path | None) -> str:
+    if descriptor.packaged_data:
+        return (
+            f"Data is read from the {descriptor.hub_label}, which ships with adaptvis-eval; reinstall the package "
+            f"(or rebuild it with `python -m adaptvis_tasks.whatsup_synthetic {descriptor.packaged_folder}`)."
+        )
     if directory is not None:
         jsonl, parquet = local_split_files(directory, descriptor.subset, descriptor.split)
         return (
@@ -298,6 +346,15 @@ def _read_local(directory: Path, descriptor: SourceDescriptor) -> tuple[str, lis
     return str(path), records
 
 
+def _read_packaged(descriptor: SourceDescriptor) -> tuple[str, list[dict[str, Any]]]:
+    path = descriptor.packaged_folder / descriptor.subset / f"{descriptor.split}.jsonl"
+    if not path.is_file():
+        raise DataSetupError(
+            f"{descriptor.subset}: the packaged file {path} is missing. {_source_fix(descriptor, None)}"
+        )
+    return str(path), _read_jsonl(path, descriptor)
+
+
 def _read_jsonl(path: Path, descriptor: SourceDescriptor) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     with open(path, "rb") as handle:
@@ -308,7 +365,7 @@ def _read_jsonl(path: Path, descriptor: SourceDescriptor) -> list[dict[str, Any]
             except UnicodeDecodeError as err:
                 raise DataSetupError(
                     f"{descriptor.subset}: {path} line {line_number} (row {len(records)}) is not UTF-8 text ({err}). "
-                    f"Save the file as UTF-8, as the published data is (read via {DATA_DIR_ENV}={path.parent.parent}). "
+                    f"Save the file as UTF-8, as the published data is ({_read_via(path, descriptor)}). "
                     f"{doctor_hint(descriptor.subset)}"
                 ) from err
             if not line.strip():
@@ -318,15 +375,21 @@ def _read_jsonl(path: Path, descriptor: SourceDescriptor) -> list[dict[str, Any]
             except json.JSONDecodeError as err:
                 raise DataSetupError(
                     f"{descriptor.subset}: {path} line {line_number} (row {len(records)}) is not valid JSON ({err}). "
-                    f"Fix the file (read via {DATA_DIR_ENV}={path.parent.parent}). {doctor_hint(descriptor.subset)}"
+                    f"Fix the file ({_read_via(path, descriptor)}). {doctor_hint(descriptor.subset)}"
                 ) from err
             if not isinstance(record, dict):
                 raise DataSetupError(
                     f"{descriptor.subset}: {path} line {line_number} (row {len(records)}) is not a JSON object. "
-                    f"Fix the file (read via {DATA_DIR_ENV}={path.parent.parent}). {doctor_hint(descriptor.subset)}"
+                    f"Fix the file ({_read_via(path, descriptor)}). {doctor_hint(descriptor.subset)}"
                 )
             records.append(record)
     return records
+
+
+def _read_via(path: Path, descriptor: SourceDescriptor) -> str:
+    if descriptor.packaged_data:
+        return "packaged with adaptvis-eval"
+    return f"read via {DATA_DIR_ENV}={path.parent.parent}"
 
 
 def _read_hub(descriptor: SourceDescriptor) -> tuple[str, list[dict[str, Any]]]:
@@ -410,7 +473,7 @@ def image_relpath(subset: str, row: Mapping[str, Any]) -> PurePosixPath:
     VG: string ``image_id`` -> ``vg_images/<id>.jpg``. VSR: the part of ``image_link`` after ``.org/``.
     Raises DataSetupError (without file/row context; callers add it) when the reference is unusable.
     """
-    if subset in ("Controlled_A", "Controlled_B"):
+    if subset in CONTROLLED_STYLE_SUBSETS:
         value = row.get("image_path")
         if not isinstance(value, str) or not value.strip():
             raise DataSetupError(f"'image_path' is missing or empty (got {value!r})")
@@ -441,11 +504,14 @@ def image_relpath(subset: str, row: Mapping[str, Any]) -> PurePosixPath:
                 f"'image_link' must be a COCO URL like http://images.cocodataset.org/train2017/<file> (got {value!r})"
             )
         return PurePosixPath(match.group(1))
-    raise DataSetupError(f"unknown subset {subset!r}; known: {', '.join(ALL_SUBSETS)}")
+    raise DataSetupError(f"unknown subset {subset!r}; known: {', '.join((*ALL_SUBSETS, *SYNTHETIC_SUBSETS))}")
 
 
 def require_image_root(subset: str, row: Mapping[str, Any], image_root: Path | str | None = None) -> Path:
-    """The image root to use (argument, else ``ADAPTVIS_IMAGE_ROOT``); a clear error when there is none."""
+    """The image root to use (argument, else the packaged images of a packaged subset, else
+    ``ADAPTVIS_IMAGE_ROOT``); a clear error when there is none."""
+    if image_root is None and subset in packaged_image_roots():
+        return packaged_image_roots()[subset]
     root = Path(image_root).expanduser() if image_root is not None else image_root_from_env()
     if root is None:
         raise DataSetupError(
@@ -463,9 +529,15 @@ def require_image_root(subset: str, row: Mapping[str, Any], image_root: Path | s
 
 
 def resolve_image_path(subset: str, row: Mapping[str, Any], image_root: Path | str | None = None) -> Path:
-    """Absolute path of a row's image under the image root (the file may not exist)."""
+    """Absolute path of a row's image under the image root (the file may not exist).
+
+    A row with a ``shown_image`` column (the image-shuffle control, ``whatsup.process_docs_shuffled_images``)
+    shows that image (a path relative to the image root) instead of its own.
+    """
     root = require_image_root(subset, row, image_root)
-    return root / Path(*image_relpath(subset, row).parts)
+    shown = row.get(SHOWN_IMAGE_COLUMN) if isinstance(row, Mapping) else None
+    relative = PurePosixPath(shown) if shown else image_relpath(subset, row)
+    return root / Path(*relative.parts)
 
 
 def missing_image_help(relpaths: Iterable[PurePosixPath | str]) -> list[str]:

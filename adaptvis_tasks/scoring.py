@@ -76,6 +76,9 @@ def relation_accuracy(golds: Iterable[str], corrects: Iterable[bool]) -> dict[st
 CONTROLLED_RELATIONS: dict[str, tuple[str, str, str, str]] = {
     "Controlled_A": ("left", "right", "on", "under"),
     "Controlled_B": ("left", "right", "in-front", "behind"),
+    # The synthetic WhatsUp-style subsets (adaptvis_tasks.whatsup_synthetic) name files the same way.
+    "Synthetic_A": ("left", "right", "on", "under"),
+    "Synthetic_B": ("left", "right", "in-front", "behind"),
 }
 
 

@@ -16,23 +16,33 @@ Prompt variants (the appendix does not print their text; this is our documented 
   load with a DataSetupError naming it; rows are never skipped.
 
 Variant rows keep the published text in ``published_question``/``published_answer``.
+
+The same functions serve the synthetic WhatsUp-style subsets ``Synthetic_A``/``Synthetic_B``
+(``yaml_tasks/whatsup_synthetic/``, data shipped with the package). The image-shuffle control
+(:func:`process_docs_shuffled_images`) shows every row the image of another row of the same
+subset (a seeded derangement), leaving question, answer and ``image_path`` (hence the pair/set
+keys) untouched: a model that reads the image should fall to chance.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from adaptvis_tasks import prompts, scoring
 from adaptvis_tasks.data import (
     ROW_COLUMN,
+    SHOWN_IMAGE_COLUMN,
     SUBSET_COLUMN,
+    SYNTHETIC_SUBSETS,
     WHATSUP_SUBSETS,
     DataSetupError,
     LoadedRows,
     SourceDescriptor,
     docs_or_deferred_error,
     doctor_hint,
+    image_relpath,
     load_rows,
     raise_if_deferred,
     raise_row_problems,
@@ -90,10 +100,10 @@ SIX_OPTIONS: dict[str, tuple[str, ...]] = {
 
 def _whatsup_descriptor(docs: Any) -> SourceDescriptor:
     descriptor = SourceDescriptor.from_docs(docs)
-    if descriptor.subset not in WHATSUP_SUBSETS:
+    known = (*WHATSUP_SUBSETS, *SYNTHETIC_SUBSETS)
+    if descriptor.subset not in known:
         raise DataSetupError(
-            f"WhatsUp task got the source descriptor of {descriptor.subset!r}; "
-            f"expected one of {', '.join(WHATSUP_SUBSETS)}."
+            f"WhatsUp task got the source descriptor of {descriptor.subset!r}; expected one of {', '.join(known)}."
         )
     return descriptor
 
@@ -127,6 +137,49 @@ def process_docs_val(docs: Any) -> Any:
 def process_docs_test(docs: Any) -> Any:
     """The paper's 80% test rows (``splits.test_indices``)."""
     return _build(docs, "test")
+
+
+SHUFFLE_SEED = 0
+
+
+def derangement(n: int, seed: int = SHUFFLE_SEED) -> list[int]:
+    """A seeded permutation of ``range(n)`` with no fixed point (Sattolo's algorithm: one n-cycle); n >= 2."""
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 rows, got {n}")
+    order = list(range(n))
+    rng = random.Random(f"adaptvis-shuffled-images:{seed}")
+    for i in range(n - 1, 0, -1):
+        j = rng.randrange(i)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def _shuffle_images(loaded: LoadedRows, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give row i the image of row ``derangement(n)[i]`` of the same (full) subset, in ``shown_image``."""
+    subset = loaded.descriptor.subset
+    if len(loaded.rows) < 2:
+        raise DataSetupError(
+            f"{subset}: the image-shuffle control needs at least 2 rows, {loaded.origin} has {len(loaded.rows)}. "
+            f"{doctor_hint(subset)}"
+        )
+    source = derangement(len(loaded.rows))
+    shuffled = []
+    for row in rows:
+        donor = loaded.rows[source[row[ROW_COLUMN]]]
+        shuffled.append({**row, SHOWN_IMAGE_COLUMN: str(image_relpath(subset, donor))})
+    return shuffled
+
+
+@yaml_function
+def process_docs_shuffled_images(docs: Any) -> Any:
+    """All rows, each shown another row's image (seeded derangement): the image-shuffle control."""
+
+    def build() -> Any:
+        descriptor = _whatsup_descriptor(docs)
+        loaded = load_rows(descriptor)
+        return rows_to_dataset(loaded, _shuffle_images(loaded, loaded.rows))
+
+    return docs_or_deferred_error(build)
 
 
 @yaml_function

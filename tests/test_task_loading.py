@@ -75,6 +75,12 @@ def leaf_tasks(task_dict: dict) -> dict:
     return leaves
 
 
+SYNTHETIC_TASKS = [
+    f"whatsup_synthetic_{short}{suffix}" for short in ("a", "b") for suffix in ("", "_val", "_test", "_shuffled_images")
+]
+"""The synthetic WhatsUp-style tasks (packaged data; tested in tests/test_synthetic_benchmark.py)."""
+SYNTHETIC_GROUPS = ["whatsup_synthetic", "whatsup_synthetic_val", "whatsup_synthetic_test"]
+
 ALL_TASKS = sorted(
     [f"whatsup_{short}{suffix}" for short in SUBSETS for suffix in ("", "_val", "_test")]
     + list(VARIANTS)
@@ -89,8 +95,8 @@ ALL_TASKS = sorted(
 
 def test_index_holds_exactly_the_documented_tasks_and_groups(task_manager):
     manager = task_manager()
-    assert sorted(manager.all_subtasks) == ALL_TASKS
-    assert sorted(manager.all_groups) == sorted(GROUPS)
+    assert sorted(manager.all_subtasks) == sorted(ALL_TASKS + SYNTHETIC_TASKS)
+    assert sorted(manager.all_groups) == sorted([*GROUPS, *SYNTHETIC_GROUPS])
     for group, members in GROUPS.items():
         assert manager._get_config(group)["task"] == members
 
