@@ -167,10 +167,10 @@ def load_sweep(path: str | Path, run: str | None = None) -> list[SweepTask]:
 def scoring_module(task: SweepTask) -> ModuleType:
     """The suite module whose ``process_results``/``aggregate_*`` score this task's documents."""
     from adaptvis_tasks import vsr, whatsup
-    from adaptvis_tasks.data import VSR_SUBSET, WHATSUP_SUBSETS
+    from adaptvis_tasks.data import SYNTHETIC_SUBSETS, VSR_SUBSET, WHATSUP_SUBSETS
 
     subset = task.docs[0].doc.get("subset")
-    if subset in WHATSUP_SUBSETS:
+    if subset in WHATSUP_SUBSETS or subset in SYNTHETIC_SUBSETS:
         return whatsup
     if subset == VSR_SUBSET:
         return vsr
