@@ -130,9 +130,8 @@ class SourceDescriptor:
     @classmethod
     def from_row(cls, row: Mapping[str, Any], origin: str = "source descriptor") -> SourceDescriptor:
         """Build from a descriptor row; raises DataSetupError naming the missing field."""
-        required = ("subset", "split", "paper_rows") if row.get("packaged_data") else ("subset", "hub_dataset", "split")
-        missing = [key for key in (*required, "paper_rows") if row.get(key) in (None, "")]
-        missing = list(dict.fromkeys(missing))
+        source = () if row.get("packaged_data") else ("hub_dataset",)
+        missing = [key for key in ("subset", *source, "split", "paper_rows") if row.get(key) in (None, "")]
         if missing:
             raise DataSetupError(
                 f"{origin} lacks {', '.join(missing)}; descriptors are the one-row JSON files under "

@@ -14,8 +14,11 @@ How it trains (see docs/EMBEDDED_MODEL.md):
   Answer with left, right, top or bottom."), half with one object, half with two;
 * stage 2: relation questions (relations drawn with the paper-Figure-15-like frequencies of
   ``TRAINING_RELATION_FREQUENCIES``) mixed with two-object localisation questions;
-* loss on the answer tokens only (one relation word and ``</s>``), AdamW, linear warm-up then
-  cosine decay, gradient clipping; ``torch.set_num_threads`` and every seed fixed.
+* loss: cross-entropy on the answer tokens (one relation word and ``</s>``) plus, with weight
+  ``--question-loss-weight``, next-token cross-entropy on the object-name words of the question
+  (predicting "circle" after "the red" needs the picture: it teaches the binding of names to image
+  regions that answer-only training did not find); AdamW, linear warm-up then cosine decay,
+  gradient clipping; ``torch.set_num_threads(--threads)`` (1 by default) and every seed fixed.
 
 Product code never imports this script.
 

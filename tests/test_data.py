@@ -45,6 +45,9 @@ def test_descriptors_name_the_hub_data_and_the_papers_sizes():
         "VG_one_obj": 1160,
         "VG_two_obj": 291,
         "vsr_zeroshot": 1222,
+        # the synthetic WhatsUp-style subsets (packaged data, tests/test_synthetic_benchmark.py)
+        "Synthetic_A": 412,
+        "Synthetic_B": 408,
     }
     assert DESCRIPTORS["Controlled_A"].hub_dataset == "AdaptVis/all_datasets"
     assert DESCRIPTORS["Controlled_A"].hub_config == "Controlled_A"

@@ -238,3 +238,23 @@ def test_shuffled_task_shows_another_rows_image_and_keeps_question_answer_and_pa
     [image] = whatsup.doc_to_visual(docs[3])
     expected = Image.open(PACKAGED / "images" / Path(docs[3]["shown_image"])).convert("RGB")
     assert np.array_equal(np.asarray(image), np.asarray(expected))
+
+
+def test_a_missing_packaged_file_is_an_error_naming_it_and_the_fix(monkeypatch, tmp_path):
+    from adaptvis_tasks import data
+
+    monkeypatch.setattr(data, "PACKAGED_DATA_DIR", tmp_path)
+    with pytest.raises(data.DataSetupError) as caught:
+        load_rows(load_descriptors()["Synthetic_A"])
+    message = str(caught.value)
+    assert str(tmp_path / "whatsup_synthetic" / "Synthetic_A" / "test.jsonl") in message
+    assert "reinstall" in message and "python -m adaptvis_tasks.whatsup_synthetic" in message
+
+
+def test_a_packaged_descriptor_needs_no_hub_dataset_but_a_hub_descriptor_does():
+    from adaptvis_tasks.data import DataSetupError, SourceDescriptor
+
+    packaged = {"subset": "Synthetic_A", "packaged_data": "whatsup_synthetic", "split": "test", "paper_rows": 412}
+    assert SourceDescriptor.from_row(packaged).packaged_folder == PACKAGED
+    with pytest.raises(DataSetupError, match="lacks hub_dataset"):
+        SourceDescriptor.from_row({k: v for k, v in packaged.items() if k != "packaged_data"})
