@@ -1,11 +1,11 @@
 # Two entry points, both self-contained on a fresh clone (Python 3.10+, PyPI reachable; make test: npm too):
 #   make test   create .venv, install everything, fetch the tests' Llama vocabulary (npm), lint, run the whole test suite
-#   make demo   run the main job (WhatsUp Controlled_A, AdaptVis) on the embedded default
+#   make demo   the main job: tune on val, then baseline / ScalingVis / AdaptVis on test, on the embedded trained model
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO := .demo
+RESULTS := results/main_job
 
 .PHONY: test lint demo clean
 
@@ -30,12 +30,7 @@ test: lint $(LLAMA_VOCAB)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python scripts/build_demo.py $(DEMO)
-	ADAPTVIS_DATA_DIR=$(DEMO)/data ADAPTVIS_IMAGE_ROOT=$(DEMO)/images HF_HUB_OFFLINE=1 \
-	$(BIN)/lmms-eval --model llava_adaptvis \
-	  --model_args pretrained=$(DEMO)/llava-1.5-tiny,device=cpu,method=adapt_vis,alpha1=0.5,alpha2=1.5,threshold=0.3,trace=$(DEMO)/trace.jsonl \
-	  --tasks whatsup_controlled_a --batch_size 4 --output_path $(DEMO)/results --log_samples
-	$(BIN)/python scripts/show_results.py $(DEMO)/results --task whatsup_controlled_a
+	$(BIN)/python scripts/main_job.py --output $(RESULTS)
 
 clean:
-	rm -rf $(VENV) $(DEMO)
+	rm -rf $(VENV) $(RESULTS)
