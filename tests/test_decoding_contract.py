@@ -42,7 +42,13 @@ def test_every_method_name_has_its_own_decoding_method(harness):
 
 
 def test_sample_outputs_keep_their_fields():
-    assert [f.name for f in dataclasses.fields(SampleOutput)] == ["tokens", "alpha", "confidence", "sweep"]
+    assert [f.name for f in dataclasses.fields(SampleOutput)] == [
+        "tokens",
+        "alpha",
+        "confidence",
+        "sweep",
+        "sweep_confidence",
+    ]
 
 
 class _Twins(DecodingMethod):
