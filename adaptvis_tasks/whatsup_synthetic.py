@@ -43,6 +43,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from adaptvis_tasks.prompts import format_llava15_prompt
+
 IMAGE_SIZE = 64
 JPEG_QUALITY = 95
 PAIR_SPLIT_SEED = 2025
@@ -116,8 +118,8 @@ def file_token(obj: Obj) -> str:
 
 
 def llava15_prompt(body: str) -> str:
-    """The LLaVA-1.5 prompt as the published ``question`` column holds it."""
-    return f"<image>\nUSER: {body}\nASSISTANT:"
+    """The LLaVA-1.5 prompt as the published ``question`` column holds it (the tasks' own template)."""
+    return format_llava15_prompt(body)
 
 
 def relation_question(subset: str, first: Obj, second: Obj) -> str:
