@@ -60,7 +60,7 @@ def test_answers_are_one_relation_word(embedded_run):
 
 
 def test_shipped_checkpoint_is_a_standard_llava_loaded_like_llava_hf():
-    from transformers import CLIPImageProcessor, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import CLIPImageProcessorPil, LlavaForConditionalGeneration, LlavaProcessor
 
     path = checkpoint_path()
     assert path.name == EMBEDDED_NAME and (path / "README.md").is_file()
@@ -68,7 +68,8 @@ def test_shipped_checkpoint_is_a_standard_llava_loaded_like_llava_hf():
     assert loaded.model_type == "llava"
     assert type(loaded.model) is LlavaForConditionalGeneration
     assert type(loaded.processor) is LlavaProcessor
-    assert isinstance(loaded.processor.image_processor, CLIPImageProcessor)
+    # the reference's (PIL) CLIP preprocessing, exactly what a llava-hf checkpoint gets by default
+    assert type(loaded.processor.image_processor) is CLIPImageProcessorPil
     weights = path / "model.safetensors"
     assert weights.stat().st_size < 10 * 2**20, "a few MB"
 
