@@ -125,7 +125,7 @@ def build_model(processor, args: argparse.Namespace):
         vision_config=vision,
         text_config=text,
         image_token_id=ids["<image>"],
-        vision_feature_layer=-1,
+        vision_feature_layer=list(MULTILAYER_FEATURES) if args.multilayer_features else -1,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
         pad_token_id=ids["<pad>"],
@@ -159,6 +159,78 @@ def _sincos_positions(model, patch: int) -> None:
     with torch.no_grad():
         table.zero_()
         table[1:, : values.shape[1]] = values.to(table.dtype)
+
+
+MULTILAYER_FEATURES = (1, 2)
+"""``--multilayer-features``: CLIP ``hidden_states`` indices concatenated as the projector input.
+
+The paper takes layers 12/16/20/24 of a 24-layer CLIP (the last layer and evenly spaced ones
+before it); the toy's CLIP has 2 layers, so "every transformer layer" (1 and 2; 0 is the patch
+embedding) is the nearest analogue. Each goes through ``post_layernorm`` (CLS dropped), as in the
+paper's ``extract_multilayer_features``."""
+
+VARIANT_OPTIONS = ("normalize_projector", "multilayer_features")
+"""Recorded in ``training_log.json`` only when on, so the default run's record is unchanged."""
+
+VARIANT_ORIGIN = "trained by scripts/train_embedded_model.py (variant of arXiv 2503.17349's recipe, tiny scale)"
+
+
+class VisionVariant:
+    """The "Beyond Semantics" variants of the toy, installed with the loader's own hooks.
+
+    ``--normalize-projector`` adds a learned RMSNorm weight (init ones) after the MLP projector,
+    then clips each token's L2 norm to ``max_norm`` and multiplies by ``target_mean``
+    (``model_wrappers.vision.NormalizedProjectorSpec``); both constants are the max and mean L2
+    norm of the toy's ordinary text input-embedding rows *at initialisation* (the paper's 1.22 and
+    0.83 are those statistics of its LLM's embeddings before multimodal training).
+    ``--multilayer-features`` concatenates :data:`MULTILAYER_FEATURES` (``vision_feature_layer``)
+    and applies ``post_layernorm`` to each (``_post_layernorm_each_layer``). Training runs through
+    exactly the hooks ``model_wrappers.loading`` installs from the saved declaration.
+    """
+
+    def __init__(self, model, processor, args: argparse.Namespace):
+        from model_wrappers import vision
+
+        self.normalized = None
+        self.norm_weight = None
+        declared: dict[str, object] = {}
+        projector = vision.projector_module(model)
+        if args.multilayer_features:
+            projector.register_forward_pre_hook(vision._post_layernorm_each_layer(model))
+            declared["per_layer_post_layernorm"] = True
+        if args.normalize_projector:
+            tokenizer = processor.tokenizer
+            max_norm = vision.text_norm_statistic(model, tokenizer, "max")
+            target_mean = vision.text_norm_statistic(model, tokenizer, "mean")
+            self.norm_weight = torch.nn.Parameter(torch.ones(model.config.text_config.hidden_size))
+            self.normalized = vision.NormalizedProjectorSpec(
+                weight=self.norm_weight, eps=1e-6, max_norm=max_norm, target_mean=target_mean
+            )
+            projector.register_forward_hook(lambda module, inputs, output: self.normalized.apply(output))
+            declared["normalized_projector"] = {
+                "weights": vision.EXTRAS_WEIGHTS,
+                "eps": 1e-6,
+                "max_norm": max_norm,
+                "target_mean": target_mean,
+                "constants": "max / mean L2 norm of the ordinary text input-embedding rows at initialisation",
+            }
+        if declared:
+            declared["origin"] = VARIANT_ORIGIN
+            setattr(model.config, vision.EXTRAS_FIELD, declared)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Trainable parameters outside the transformers model (the RMSNorm weight)."""
+        return [] if self.norm_weight is None else [self.norm_weight]
+
+    def save(self, out: Path) -> None:
+        """Write the extras weights file the loader reads (``norm.weight``)."""
+        if self.norm_weight is None:
+            return
+        from safetensors.torch import save_file
+
+        from model_wrappers import vision
+
+        save_file({"norm.weight": self.norm_weight.detach().clone().contiguous()}, str(out / vision.EXTRAS_WEIGHTS))
 
 
 class Batcher:
@@ -326,11 +398,13 @@ adaptvis-eval repository. Training curve (held-out development pairs): `training
 """
 
 
-def save(model, processor, out: Path, record: dict) -> None:
+def save(model, processor, out: Path, record: dict, variant: VisionVariant | None = None) -> None:
     """Write the checkpoint folder (weights, config, processor, model card) and the training record."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    if variant is not None:
+        variant.save(out)
     (out / "training_log.json").write_text(json.dumps(record, indent=1) + "\n")
     settings = record["settings"]
     card = MODEL_CARD.format(
@@ -341,6 +415,13 @@ def save(model, processor, out: Path, record: dict) -> None:
         steps=record["steps_done"],
         **{k: settings[k] for k in ("vision_layers", "vision_hidden", "patch", "text_layers", "text_hidden", "seed")},
     )
+    if settings.get("normalize_projector") or settings.get("multilayer_features"):
+        card += (
+            '\n**Variant** (docs/VISION.md, "The experiment at tiny scale"): '
+            f"normalised projector {bool(settings.get('normalize_projector'))}, "
+            f"multi-layer features {bool(settings.get('multilayer_features'))}; declared in config.json "
+            "(`adaptvis_vision_extras`) and installed by the suite's loader.\n"
+        )
     (out / "README.md").write_text(card)
 
 
@@ -351,7 +432,8 @@ def learning_rate(step: int, args) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def main(argv=None) -> int:
+def parse_arguments(argv=None) -> argparse.Namespace:
+    """The command line (also used by tests to get the defaults)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--steps", type=int, default=2400)
@@ -373,13 +455,27 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--dev-per-relation", type=int, default=40)
     parser.add_argument("--question-loss-weight", type=float, default=1.0)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--normalize-projector",
+        action="store_true",
+        help="Beyond Semantics' NormalizedProjector after the MLP (RMSNorm, norm clip, scale; off by default)",
+    )
+    parser.add_argument(
+        "--multilayer-features",
+        action="store_true",
+        help="projector input: CLIP layers 1 and 2, each through post_layernorm, concatenated (off by default)",
+    )
+    return parser.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    args = parse_arguments(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.time()
     processor = build_processor(args.vocab_size, args.patch)
     model = build_model(processor, args)
+    variant = VisionVariant(model, processor, args)
     model.train()
     batcher = Batcher(processor, args.patch)
     split = gen.pair_split()
@@ -388,17 +484,21 @@ def main(argv=None) -> int:
     dev = dev_set(split.dev, args.seed, args.dev_per_relation)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    no_decay += variant.parameters()
+    trainable = [*model.parameters(), *variant.parameters()]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.lr,
         betas=(0.9, 0.98),
     )
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in trainable)
     print(f"parameters: {n_params}  vocab: {len(processor.tokenizer)}", flush=True)
     curve = []
     running = 0.0
     settings = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "save_every_eval")
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in ("out", "save_every_eval") and not (k in VARIANT_OPTIONS and not v)
     }
     for step in range(args.steps):
         for group in optimizer.param_groups:
@@ -407,7 +507,7 @@ def main(argv=None) -> int:
         loss = training_loss(model, inputs, args.question_loss_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
@@ -425,7 +525,7 @@ def main(argv=None) -> int:
                 "curve": curve,
             }
             if args.save_every_eval or step + 1 == args.steps:
-                save(model, processor, args.out, record)
+                save(model, processor, args.out, record, variant)
     print(f"saved {args.out} after {record['train_minutes']} min", flush=True)
     return 0
 
