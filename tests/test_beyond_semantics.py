@@ -23,6 +23,7 @@ from model_wrappers.trace import read_trace
 from model_wrappers.vision import EXTRAS_FIELD
 from tests.cli import base_env, lmms_eval_command, run_lmms_eval
 from tests.original_llava import build_clip_folder, build_original_llava, reference_vision_tokens
+from tests.test_vision_options import _lm_input
 
 PROMPT = "<image>\nUSER: Where is the red square? Answer with left, right, top or bottom.\nASSISTANT:"
 
@@ -62,19 +63,9 @@ def _image(size=(84, 42)) -> Image.Image:
 def _lm_vision_tokens(model, processor, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
     """(vision tokens that enter the language model, pixel_values), captured at the LM input."""
     inputs = processor(images=[image], text=[PROMPT], return_tensors="pt")
-    captured = {}
-
-    def grab(module, args, kwargs):
-        captured["embeds"] = kwargs["inputs_embeds"].detach()
-
-    handle = model.model.language_model.register_forward_pre_hook(grab, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
+    embeds = _lm_input(model, inputs)
     mask = inputs["input_ids"] == model.config.image_token_id
-    return captured["embeds"][mask], inputs["pixel_values"]
+    return embeds[mask], inputs["pixel_values"]
 
 
 def _load(path: Path):
