@@ -169,7 +169,7 @@ before it); the toy's CLIP has 2 layers, so "every transformer layer" (1 and 2; 
 embedding) is the nearest analogue. Each goes through ``post_layernorm`` (CLS dropped), as in the
 paper's ``extract_multilayer_features``."""
 
-VARIANT_OPTIONS = ("normalize_projector", "multilayer_features")
+VARIANT_OPTIONS = ("normalize_projector", "multilayer_features", "norm_clip")
 """Recorded in ``training_log.json`` only when on, so the default run's record is unchanged."""
 
 VARIANT_ORIGIN = "trained by scripts/train_embedded_model.py (variant of arXiv 2503.17349's recipe, tiny scale)"
@@ -182,7 +182,9 @@ class VisionVariant:
     then clips each token's L2 norm to ``max_norm`` and multiplies by ``target_mean``
     (``model_wrappers.vision.NormalizedProjectorSpec``); both constants are the max and mean L2
     norm of the toy's ordinary text input-embedding rows *at initialisation* (the paper's 1.22 and
-    0.83 are those statistics of its LLM's embeddings before multimodal training).
+    0.83 are those statistics of its LLM's embeddings before multimodal training). ``--norm-clip``
+    replaces the clip constant: ``--norm-clip 1.22`` keeps the paper's outcome, vision tokens at
+    1.22x the mean text norm (1.22 x 0.83 = 1.01 against 0.83 in the paper).
     ``--multilayer-features`` concatenates :data:`MULTILAYER_FEATURES` (``vision_feature_layer``)
     and applies ``post_layernorm`` to each (``_post_layernorm_each_layer``). Training runs through
     exactly the hooks ``model_wrappers.loading`` installs from the saved declaration.
@@ -200,8 +202,16 @@ class VisionVariant:
             declared["per_layer_post_layernorm"] = True
         if args.normalize_projector:
             tokenizer = processor.tokenizer
-            max_norm = vision.text_norm_statistic(model, tokenizer, "max")
             target_mean = vision.text_norm_statistic(model, tokenizer, "mean")
+            if args.norm_clip is None:
+                max_norm = vision.text_norm_statistic(model, tokenizer, "max")
+                constants = "max / mean L2 norm of the ordinary text input-embedding rows at initialisation"
+            else:
+                max_norm = float(args.norm_clip)
+                constants = (
+                    "clip given by --norm-clip; scale: mean L2 norm of the ordinary text input-embedding rows "
+                    "at initialisation"
+                )
             self.norm_weight = torch.nn.Parameter(torch.ones(model.config.text_config.hidden_size))
             self.normalized = vision.NormalizedProjectorSpec(
                 weight=self.norm_weight, eps=1e-6, max_norm=max_norm, target_mean=target_mean
@@ -212,7 +222,7 @@ class VisionVariant:
                 "eps": 1e-6,
                 "max_norm": max_norm,
                 "target_mean": target_mean,
-                "constants": "max / mean L2 norm of the ordinary text input-embedding rows at initialisation",
+                "constants": constants,
             }
         if declared:
             declared["origin"] = VARIANT_ORIGIN
@@ -465,7 +475,17 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         action="store_true",
         help="projector input: CLIP layers 1 and 2, each through post_layernorm, concatenated (off by default)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--norm-clip",
+        type=float,
+        default=None,
+        help="with --normalize-projector: the norm clip constant (default: the max text-embedding norm at "
+        "initialisation; 1.22 gives vision tokens the paper's 1.22x ratio to the mean text norm)",
+    )
+    args = parser.parse_args(argv)
+    if args.norm_clip is not None and (not args.normalize_projector or args.norm_clip <= 0):
+        parser.error("--norm-clip takes a positive number and needs --normalize-projector")
+    return args
 
 
 def main(argv=None) -> int:

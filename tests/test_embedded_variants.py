@@ -160,3 +160,32 @@ def test_default_run_declares_no_extras(tmp_path):
     assert not (tmp_path / EXTRAS_WEIGHTS).exists()
     settings = json.loads((tmp_path / "training_log.json").read_text())["settings"]
     assert "normalize_projector" not in settings and "multilayer_features" not in settings
+    assert "norm_clip" not in settings
+
+
+def test_norm_clip_replaces_only_the_clip_constant(tmp_path):
+    """``--norm-clip 1.22``: the clip is the given number, the scale stays the initial text mean, so
+    every vision token ends at most 1.22x the mean text norm (the paper's 1.22 x 0.83 against 0.83)."""
+    trainer = _trainer()
+    args = _args(trainer, tmp_path, "--normalize-projector", "--norm-clip", "1.22")
+    torch.manual_seed(args.seed)
+    processor = trainer.build_processor(args.vocab_size, args.patch)
+    model = trainer.build_model(processor, args)
+    tokenizer = processor.tokenizer
+    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+    rows = [i for i in range(len(tokenizer)) if i not in special]
+    initial_mean = float(model.get_input_embeddings().weight.detach()[rows].norm(dim=-1).mean())
+    variant = trainer.VisionVariant(model, processor, args)
+    assert variant.normalized.max_norm == 1.22
+    assert variant.normalized.target_mean == pytest.approx(initial_mean, rel=1e-6)
+    spec = getattr(model.config, EXTRAS_FIELD)["normalized_projector"]
+    assert spec["max_norm"] == 1.22 and "--norm-clip" in spec["constants"]
+
+
+@pytest.mark.parametrize("options", [("--norm-clip", "1.22"), ("--normalize-projector", "--norm-clip", "0")])
+def test_norm_clip_is_refused_without_the_normalised_projector_or_when_not_positive(tmp_path, options, capsys):
+    trainer = _trainer()
+    with pytest.raises(SystemExit) as stopped:
+        trainer.parse_arguments(["--out", str(tmp_path), *options])
+    assert stopped.value.code == 2
+    assert "--norm-clip takes a positive number and needs --normalize-projector" in capsys.readouterr().err
