@@ -26,8 +26,13 @@ LLAMA_VOCAB := $(VENV)/npm/llama-tokenizer-js-1.2.2.tgz
 $(LLAMA_VOCAB):
 	mkdir -p $(VENV)/npm && cd $(VENV)/npm && npm pack --silent llama-tokenizer-js@1.2.2
 
+# Two pytest workers, whole files per worker (module fixtures are built once), one torch thread per
+# process: most of the suite's time is real lmms-eval subprocesses whose ~30 s start-up is
+# single-threaded, so two at a time beat one run with two threads (23 -> 18 min on 2 vCPUs;
+# docs/BENCHMARKS.md). `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 test: lint $(LLAMA_VOCAB)
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/python scripts/main_job.py --output $(RESULTS)
