@@ -65,8 +65,9 @@ def test_every_reference_in_the_docs_resolves(doc: Path) -> None:
 
 def test_the_checker_catches_each_kind_of_broken_reference() -> None:
     readme = ROOT / "README.md"
+    # Made-up references of each kind; none of them names a real file.
     text = (
-        "See `shared/notes/reference-behaviour.md`, [x](../elsewhere.md), [y](docs/NOPE.md), "
+        "See `shared/made-up-notes.md`, [x](../elsewhere.md), [y](docs/NOPE.md), "
         "[z](docs/TASKS.md#no-such-heading), `model_wrappers/nope.py` and tests/test_docs.py::test_ok.\n"
     )
     problems = broken_references(readme, text)
