@@ -155,7 +155,7 @@ def convert(src: str | Path, dst: str | Path, vision_tower: str | None = None) -
         LlavaProcessor,
     )
 
-    from model_wrappers.vision import EXTRAS_FIELD, EXTRAS_WEIGHTS
+    from model_wrappers.vision import EXTRAS_FIELD, EXTRAS_WEIGHTS, NormalizedProjectorSpec
 
     src, dst = Path(src), Path(dst)
     if not (src / "config.json").is_file():
@@ -235,12 +235,7 @@ def convert(src: str | Path, dst: str | Path, vision_tower: str | None = None) -
     )
     declared: dict[str, object] = {}
     if normalized:
-        declared["normalized_projector"] = {
-            "weights": EXTRAS_WEIGHTS,
-            "eps": 1e-6,
-            "max_norm": 1.22,
-            "target_mean": 0.83,
-        }
+        declared["normalized_projector"] = NormalizedProjectorSpec(weight=extras["norm.weight"]).declaration()
     if multilayer:
         declared["per_layer_post_layernorm"] = True
     if declared:

@@ -65,6 +65,11 @@ class NormalizedProjectorSpec:
         x = x * scale
         return x * self.target_mean
 
+    def declaration(self) -> dict[str, object]:
+        """The ``normalized_projector`` entry of :data:`EXTRAS_FIELD` that reinstalls this spec on load
+        (:func:`install_checkpoint_vision_extras`; the weight itself goes to :data:`EXTRAS_WEIGHTS`)."""
+        return {"weights": EXTRAS_WEIGHTS, "eps": self.eps, "max_norm": self.max_norm, "target_mean": self.target_mean}
+
 
 def projector_module(model) -> torch.nn.Module:
     """The module whose output is the vision tokens the language model receives."""

@@ -217,13 +217,7 @@ class VisionVariant:
                 weight=self.norm_weight, eps=1e-6, max_norm=max_norm, target_mean=target_mean
             )
             projector.register_forward_hook(lambda module, inputs, output: self.normalized.apply(output))
-            declared["normalized_projector"] = {
-                "weights": vision.EXTRAS_WEIGHTS,
-                "eps": 1e-6,
-                "max_norm": max_norm,
-                "target_mean": target_mean,
-                "constants": constants,
-            }
+            declared["normalized_projector"] = {**self.normalized.declaration(), "constants": constants}
         if declared:
             declared["origin"] = VARIANT_ORIGIN
             setattr(model.config, vision.EXTRAS_FIELD, declared)
