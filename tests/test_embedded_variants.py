@@ -95,6 +95,13 @@ def _reloaded(out: Path):
     return load_checkpoint(str(out), ("llava",), "llava_adaptvis", torch.device("cpu"), dtype="float32").model.eval()
 
 
+def _ordinary_row_norms(tokenizer, embeddings: torch.Tensor) -> torch.Tensor:
+    """L2 norms of the input-embedding rows of ordinary tokens (not special, not added), computed by hand."""
+    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+    rows = [i for i in range(len(tokenizer)) if i not in special]
+    return embeddings[rows].norm(dim=-1)
+
+
 def test_saved_variant_reloads_through_the_loader_with_the_training_logits(trained_variant):
     reloaded = _reloaded(trained_variant["out"])
     expected = _logits(trained_variant["model"], trained_variant["batch"])
@@ -112,10 +119,7 @@ def test_the_learned_rmsnorm_weight_is_saved_and_has_moved_from_its_initial_ones
 def test_declaration_records_the_text_embedding_norms_at_initialisation(trained_variant):
     config = json.loads((trained_variant["out"] / "config.json").read_text())
     spec = config[EXTRAS_FIELD]["normalized_projector"]
-    tokenizer = trained_variant["tokenizer"]
-    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
-    rows = [i for i in range(len(tokenizer)) if i not in special]
-    norms = trained_variant["initial_embeddings"][rows].norm(dim=-1)
+    norms = _ordinary_row_norms(trained_variant["tokenizer"], trained_variant["initial_embeddings"])
     assert spec["max_norm"] == pytest.approx(float(norms.max()), rel=1e-6)
     assert spec["target_mean"] == pytest.approx(float(norms.mean()), rel=1e-6)
     assert spec["eps"] == 1e-6
@@ -171,10 +175,7 @@ def test_norm_clip_replaces_only_the_clip_constant(tmp_path):
     torch.manual_seed(args.seed)
     processor = trainer.build_processor(args.vocab_size, args.patch)
     model = trainer.build_model(processor, args)
-    tokenizer = processor.tokenizer
-    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
-    rows = [i for i in range(len(tokenizer)) if i not in special]
-    initial_mean = float(model.get_input_embeddings().weight.detach()[rows].norm(dim=-1).mean())
+    initial_mean = float(_ordinary_row_norms(processor.tokenizer, model.get_input_embeddings().weight.detach()).mean())
     variant = trainer.VisionVariant(model, processor, args)
     assert variant.normalized.max_norm == 1.22
     assert variant.normalized.target_mean == pytest.approx(initial_mean, rel=1e-6)
