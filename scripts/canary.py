@@ -3,7 +3,7 @@
 `make canary` installs the package WITHOUT the lock into .venv-canary and runs this with that venv's
 Python. It prints every package whose version differs from requirements.lock, runs the fast test
 layer, then one real `lmms-eval` evaluation of the embedded model from an empty folder (so the
-installed package, not the checkout, is what runs). Any failure exits 1 and names the step and the
+installed entry points and package data are what run). Any failure exits 1 and names the step and the
 packages that differ from the lock: the candidates for the upstream release that broke the suite.
 """
 
