@@ -6,11 +6,11 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -94,6 +94,8 @@ def test_an_import_error_inside_a_dependency_names_the_package_its_version_and_t
         message = explain_failure(error)
     version = metadata.version("filelock")
     assert Version(version)  # the installed release is named as installed
-    assert f"in someimporter.evaluator: 'filelock._no_such_module' is not in the installed filelock {version}" in message
+    assert f"in someimporter.evaluator: 'filelock._no_such_module' is not in the installed filelock {version}" in (
+        message
+    )
     assert "pip install -r requirements.lock" in message and INSTALL_DOCS in message
     assert (REPO / INSTALL_DOCS.split()[0]).is_file()
