@@ -69,7 +69,7 @@ canary: $(LLAMA_VOCAB)
 	$(CANARY_VENV)/bin/python -m pip install -q $(TORCH_PINS)
 	$(CANARY_VENV)/bin/python -m pip install -q -e ".[test]"
 	$(if $(CANARY_FORCE),$(CANARY_VENV)/bin/python -m pip install -q $(CANARY_FORCE))
-	$(CANARY_VENV)/bin/python scripts/canary.py --lock requirements.lock --vocabulary $(LLAMA_VOCAB) --workers $(TEST_WORKERS)
+	$(CANARY_VENV)/bin/python scripts/canary.py --lock requirements.lock --vocabulary $(LLAMA_VOCAB) --workers $(TEST_WORKERS) --reference-bin $(BIN)
 
 lock:
 	$(PYTHON) -m venv $(VENV)-uv

@@ -3,7 +3,8 @@
 `make canary` installs the package WITHOUT the lock into .venv-canary and runs this with that venv's
 Python. It prints every package whose version differs from requirements.lock, runs the fast test
 layer, then one real `lmms-eval` evaluation of the embedded model from an empty folder (so the
-installed entry points and package data are what run). Any failure exits 1 and names the step and the
+installed entry points and package data are what run), and the same evaluation in the locked venv,
+so that the two accuracies and answers can be compared. Any failure exits 1 and names the step and the
 packages that differ from the lock: the candidates for the upstream release that broke the suite.
 """
 
@@ -24,8 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FREEZE_TEST = "tests/test_lock.py::test_the_test_venv_is_exactly_the_lock"
 """Deselected here on purpose: this venv is unlocked by definition; its drift is printed instead."""
-MIN_ACCURACY = 0.9
-"""The embedded model's strict accuracy on the first rows of each subset is 0.99 with the lock."""
+LIMIT = 32
+"""Rows per subset in the canary's evaluation."""
+TOLERANCE = 2 / LIMIT
+"""How far the canary's accuracy may move from the locked environment's on the same rows (two documents)."""
 
 
 def run(step: str, command: list[str], cwd: Path, env: dict[str, str]) -> None:
@@ -43,13 +46,17 @@ class StepFailed(Exception):
         self.step = step
 
 
-def evaluate_embedded(env: dict[str, str]) -> None:
-    """The README's first lmms-eval command on the embedded model, from an empty folder."""
-    checkpoint = subprocess.check_output([sys.executable, "-m", "model_wrappers.embedded"], text=True).strip()
+def evaluate_embedded(bin_dir: Path, env: dict[str, str], label: str) -> tuple[dict[str, float], dict]:
+    """The README's first lmms-eval command on the embedded model, from an empty folder.
+
+    Returns (strict accuracy per task, doc id -> answer per task).
+    """
+    python = bin_dir / "python"
+    checkpoint = subprocess.check_output([str(python), "-m", "model_wrappers.embedded"], text=True, env=env).strip()
     with tempfile.TemporaryDirectory(prefix="adaptvis-canary-") as folder:
         out = Path(folder) / "out"
         command = [
-            str(BIN / "lmms-eval"),
+            str(bin_dir / "lmms-eval"),
             "--model",
             "llava_adaptvis",
             "--model_args",
@@ -57,22 +64,44 @@ def evaluate_embedded(env: dict[str, str]) -> None:
             "--tasks",
             "whatsup_synthetic_test",
             "--limit",
-            "32",
+            str(LIMIT),
             "--batch_size",
             "16",
             "--output_path",
             str(out),
+            "--log_samples",
         ]
-        run("lmms-eval on the embedded model", command, Path(folder), env)
+        step = f"lmms-eval on the embedded model ({label})"
+        run(step, command, Path(folder), env)
         results = sorted(out.rglob("*_results.json"))
         if not results:
-            raise StepFailed("lmms-eval on the embedded model", f"exit 0 but no results JSON under {out}")
+            raise StepFailed(step, f"exit 0 but no results JSON under {out}")
         scores = json.loads(results[-1].read_text())["results"]
-        accuracy = {task: row["accuracy,none"] for task, row in scores.items() if "accuracy,none" in row}
-        print(f"canary: strict accuracy on the first 32 rows of each subset: {accuracy}")
-        low = {task: value for task, value in accuracy.items() if value < MIN_ACCURACY}
-        if not accuracy or low:
-            raise StepFailed("lmms-eval on the embedded model", f"accuracy below {MIN_ACCURACY}: {low or accuracy}")
+        accuracy = {task: row["strict_accuracy,none"] for task, row in scores.items() if "strict_accuracy,none" in row}
+        answers = {}
+        for samples in out.rglob("*_samples_*.jsonl"):
+            task = samples.name.split("_samples_")[1].removesuffix(".jsonl")
+            rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
+            answers[task] = {row["doc_id"]: row["filtered_resps"] for row in rows}
+        if not accuracy:
+            raise StepFailed(step, f"no strict_accuracy in {results[-1]}")
+        return accuracy, answers
+
+
+def compare_with_lock(reference_bin: Path, env: dict[str, str]) -> None:
+    """The same evaluation in the locked venv and here: accuracies within TOLERANCE, differing answers named."""
+    locked, locked_answers = evaluate_embedded(reference_bin, env, "locked venv")
+    unlocked, unlocked_answers = evaluate_embedded(BIN, env, "this venv")
+    print(f"canary: strict accuracy on the first {LIMIT} rows of each subset: locked {locked}, here {unlocked}")
+    for task, answers in unlocked_answers.items():
+        differing = sorted(doc for doc, answer in answers.items() if locked_answers.get(task, {}).get(doc) != answer)
+        print(f"canary: {task}: {len(differing)} of {len(answers)} answers differ from the locked venv's {differing}")
+    moved = {task: (locked.get(task), value) for task, value in unlocked.items()}
+    off = {task: pair for task, pair in moved.items() if pair[0] is None or abs(pair[1] - pair[0]) > TOLERANCE}
+    if off or set(locked) != set(unlocked):
+        raise StepFailed(
+            "lmms-eval on the embedded model", f"accuracy (locked, here) moved by more than {TOLERANCE}: {off}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock", type=Path, default=REPO / "requirements.lock")
     parser.add_argument("--vocabulary", type=Path, help="the tests' Llama vocabulary tarball")
     parser.add_argument("--workers", type=int, default=2, help="pytest workers for the fast layer")
+    parser.add_argument("--reference-bin", type=Path, required=True, help="bin/ of the locked venv (.venv/bin)")
     args = parser.parse_args(argv)
 
     differences = drift(read_lock(args.lock), installed())
@@ -96,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     pytest += ["--deselect", FREEZE_TEST]
     try:
         run("fast test layer", pytest, REPO, env)
-        evaluate_embedded(env)
+        compare_with_lock(args.reference_bin.resolve(), env)
     except StepFailed as failure:
         print(f"\ncanary FAILED at {failure}", file=sys.stderr)
         print(
