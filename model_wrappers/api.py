@@ -37,18 +37,6 @@ def adaptvis_generate(
     inputs: Mapping[str, torch.Tensor],
     method: str = "baseline",
     *,
-    alpha: float | None = None,
-    alpha1: float | None = None,
-    alpha2: float | None = None,
-    threshold: float | None = None,
-    alphas: str | list[float] | None = None,
-    layers: str | list[int] | None = None,
-    confidence_rule: str = "paper_rounded",
-    vcd_alpha: float | None = None,
-    vcd_beta: float | None = None,
-    vcd_noise_step: int | None = None,
-    dola_layers: str | list[int] | None = None,
-    repetition_penalty: float | None = None,
     sample_keys: list[str] | None = None,
     max_new_tokens: int = 100,
     eos_token_id: int | list[int] | None = None,
@@ -57,6 +45,7 @@ def adaptvis_generate(
     vision_layer: str | int | list[int] | None = None,
     vision_token_order: str = "normal",
     tokenizer=None,
+    **method_arguments: object,
 ) -> list[SampleOutput]:
     """Greedy-decode the prompts in ``inputs`` (a processor's output) with an AdaptVis method or a baseline.
 
@@ -68,27 +57,15 @@ def adaptvis_generate(
     left-padded (``processor.tokenizer.padding_side = "left"``). Returns one
     :class:`~model_wrappers.decoding.SampleOutput` per prompt: answer token ids, the alpha applied,
     the confidence under alpha = 1, and in sweep mode the answer for every alpha.
+    ``method_arguments``: the method's own arguments and the shared ``layers`` / ``confidence_rule``;
+    the accepted names come from the method registry (``model_wrappers.methods.describe_methods()``).
 
     ``vision_norm``, ``vision_layer`` and ``vision_token_order`` are this suite's vision-input
     options (docs/VISION.md); ``vision_norm=mean|median|max`` needs the ``tokenizer`` (it measures
     the text-embedding norms of its ordinary tokens). ``shuffled`` seeds each row's permutation from
     a hash of that row's token ids and pixels.
     """
-    config = MethodConfig.from_model_args(
-        method=method,
-        alpha=alpha,
-        alpha1=alpha1,
-        alpha2=alpha2,
-        threshold=threshold,
-        alphas=alphas,
-        layers=layers,
-        confidence_rule=confidence_rule,
-        vcd_alpha=vcd_alpha,
-        vcd_beta=vcd_beta,
-        vcd_noise_step=vcd_noise_step,
-        dola_layers=dola_layers,
-        repetition_penalty=repetition_penalty,
-    )
+    config = MethodConfig.from_model_args(method=method, **method_arguments)
     config.check_layers(num_text_layers(model))
     options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
     if isinstance(options.norm, str) and tokenizer is None:

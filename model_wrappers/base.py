@@ -33,6 +33,7 @@ from model_wrappers.guards import launcher_shortfall
 from model_wrappers.intervention import enable_image_attention_scaling
 from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
+from model_wrappers.model_args import parse_batch_size, parse_bool, parse_eps, parse_pixels, split_model_args
 from model_wrappers.trace import TraceWriter, run_fingerprint
 from model_wrappers.vision import VisionOptions, vision_inputs
 
@@ -64,15 +65,6 @@ class _Prepared:
         return digest.hexdigest()[:16]
 
 
-def _parse_batch_size(value: object) -> int:
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise MethodArgumentError(
-            f"batch_size={value!r}: give a positive integer (automatic batch sizing is not supported)"
-        )
-    return int(text)
-
-
 def _generation_value(gen_kwargs: dict, key: str, default, where: str, parse):
     """One generation setting parsed with ``parse``; a RequestError names the task if it is malformed."""
     value = gen_kwargs.get(key)
@@ -101,34 +93,6 @@ def token_stats(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_id:
             }
         )
     return stats
-
-
-def _parse_pixels(name: str, value: object) -> int | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text.isdigit():
-        raise MethodArgumentError(f"{name}={value!r}: give a positive whole number of pixels, e.g. {name}=1003520")
-    return int(text)
-
-
-def _parse_eps(value: object) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise MethodArgumentError(f"rms_norm_eps={value!r}: give a small positive number, e.g. 1e-6") from None
-
-
-def _parse_bool(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "1", "yes"):
-        return True
-    if str(value).lower() in ("false", "0", "no"):
-        return False
-    raise MethodArgumentError(f"{name}={value!r} must be true or false")
 
 
 def _json_columns(doc: object) -> dict:
@@ -168,22 +132,6 @@ class AdaptVisLMM(lmms):
     def __init__(
         self,
         pretrained: str,
-        method: str = "baseline",
-        alpha: float | None = None,
-        alpha1: float | None = None,
-        alpha2: float | None = None,
-        threshold: float | None = None,
-        alphas: str | None = None,
-        layers: str | None = None,
-        confidence_rule: str = "paper_rounded",
-        vision_norm: str | float | None = None,
-        vision_layer: str | int | None = None,
-        vision_token_order: str = "normal",
-        vcd_alpha: float | None = None,
-        vcd_beta: float | None = None,
-        vcd_noise_step: int | None = None,
-        dola_layers: str | None = None,
-        repetition_penalty: float | None = None,
         trace: str | None = None,
         resume: bool | str = False,
         device: str | None = None,
@@ -198,34 +146,14 @@ class AdaptVisLMM(lmms):
         min_pixels: int | str | None = None,
         max_pixels: int | str | None = None,
         rms_norm_eps: float | str | None = None,
-        **unknown: object,
+        **method_and_vision: object,
     ) -> None:
+        """``method_and_vision``: the method's arguments (method registry) and the vision options."""
         super().__init__()
-        if unknown:
-            raise MethodArgumentError(
-                f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
-                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vcd_alpha, vcd_beta, "
-                "vcd_noise_step, dola_layers, repetition_penalty, vision_norm, vision_layer, vision_token_order, "
-                "trace, resume, device, dtype, batch_size, attn_implementation, revision, trust_remote_code, "
-                "prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps"
-            )
-        self.method = MethodConfig.from_model_args(
-            method=method,
-            alpha=alpha,
-            alpha1=alpha1,
-            alpha2=alpha2,
-            threshold=threshold,
-            alphas=alphas,
-            layers=layers,
-            confidence_rule=confidence_rule,
-            vcd_alpha=vcd_alpha,
-            vcd_beta=vcd_beta,
-            vcd_noise_step=vcd_noise_step,
-            dola_layers=dola_layers,
-            repetition_penalty=repetition_penalty,
-        )
-        vision_options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
-        self.batch_size_per_gpu = _parse_batch_size(batch_size)
+        method_args, vision_args = split_model_args(self.wrapper_name, AdaptVisLMM.__init__, method_and_vision)
+        self.method = MethodConfig.from_model_args(**method_args)
+        vision_options = VisionOptions.from_model_args(**vision_args)
+        self.batch_size_per_gpu = parse_batch_size(batch_size)
         if max_batch_size is not None:
             raise MethodArgumentError(
                 f"max_batch_size={max_batch_size!r} only bounds lmms-eval's automatic batch sizing "
@@ -259,14 +187,14 @@ class AdaptVisLMM(lmms):
             dtype=dtype,
             attn_implementation=attn_implementation,
             revision=revision,
-            trust_remote_code=_parse_bool("trust_remote_code", trust_remote_code),
+            trust_remote_code=parse_bool("trust_remote_code", trust_remote_code),
             inputs=InputOptions(
                 prompt_style=None if prompt_style is None else str(prompt_style),
                 image_backend=str(image_backend),
-                min_pixels=_parse_pixels("min_pixels", min_pixels),
-                max_pixels=_parse_pixels("max_pixels", max_pixels),
+                min_pixels=parse_pixels("min_pixels", min_pixels),
+                max_pixels=parse_pixels("max_pixels", max_pixels),
             ),
-            rms_norm_eps=_parse_eps(rms_norm_eps),
+            rms_norm_eps=parse_eps(rms_norm_eps),
         )
         self._model = loaded.model
         self.processor = loaded.processor
@@ -276,9 +204,9 @@ class AdaptVisLMM(lmms):
             "prompt_style": loaded.prompt_style,
             "tokenizer": loaded.tokenizer_rule,
             "image_processor": type(self.processor.image_processor).__name__,
-            "min_pixels": _parse_pixels("min_pixels", min_pixels),
-            "max_pixels": _parse_pixels("max_pixels", max_pixels),
-            "rms_norm_eps": _parse_eps(rms_norm_eps),
+            "min_pixels": parse_pixels("min_pixels", min_pixels),
+            "max_pixels": parse_pixels("max_pixels", max_pixels),
+            "rms_norm_eps": parse_eps(rms_norm_eps),
         }
         """What turns a request into model inputs; part of the trace's run fingerprint."""
         self.method.check_layers(num_text_layers(self._model))
@@ -293,7 +221,7 @@ class AdaptVisLMM(lmms):
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
         self.dtype_name = str(self._model.dtype).replace("torch.", "")
         self.trace = TraceWriter(trace, rank=self._rank, world_size=self._world_size) if trace else None
-        self.resume = _parse_bool("resume", resume)
+        self.resume = parse_bool("resume", resume)
         if self.resume and self.trace is None:
             raise MethodArgumentError("resume=true reuses answers recorded in a trace; give trace=<path> too")
         logger.info(
@@ -327,7 +255,7 @@ class AdaptVisLMM(lmms):
         raise NotImplementedError(f"{self.wrapper_name} does not support multi-round generation")
 
     def _settings(self, gen_kwargs: dict, where: str) -> tuple[DecodeSettings, list[str]]:
-        sampling = _generation_value(gen_kwargs, "do_sample", False, where, lambda v: _parse_bool("do_sample", v))
+        sampling = _generation_value(gen_kwargs, "do_sample", False, where, lambda v: parse_bool("do_sample", v))
         temperature = _generation_value(gen_kwargs, "temperature", 0.0, where, float)
         if sampling or temperature > 0:
             raise RequestError(

@@ -7,16 +7,97 @@ logits. Eq. 2 itself lives in ``model_wrappers.intervention`` and is applied by
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import ClassVar
+
 import torch
 
+from model_wrappers.errors import MethodArgumentError
 from model_wrappers.intervention import adaptvis_alpha, first_token_confidence
+from model_wrappers.methods.arguments import as_float, parse_alpha_list, positive
 from model_wrappers.methods.contract import DecodingMethod, FirstToken, PromptState, SampleOutput
+from model_wrappers.methods.registry import MethodParameters, register_method
+
+PAPER_ALPHA_GRID = (0.5, 0.8, 1.2, 1.5, 2.0)
+"""The alpha grid of the paper (Sec. 4.2, Appendix E.3); the default of ``method=sweep``."""
 
 
+@dataclass(frozen=True)
+class BaselineParameters(MethodParameters):
+    """``method=baseline``: no parameters; ``layers=`` is accepted (and recorded) like Eq. 2's methods."""
+
+    uses_layers: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class ScalingVisParameters(MethodParameters):
+    """``method=scaling_vis``: the one alpha of Eq. 2 (> 0; < 1 smooths, > 1 sharpens)."""
+
+    alpha: float | None = None
+    required: ClassVar[tuple[str, ...]] = ("alpha",)
+    uses_layers: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, raw) -> ScalingVisParameters:
+        return cls(alpha=positive("alpha", raw["alpha"]))
+
+
+@dataclass(frozen=True)
+class AdaptVisParameters(MethodParameters):
+    """``method=adapt_vis``: Eq. 3 -- ``alpha1`` when ``C`` is below ``threshold`` (in [0, 1]), else ``alpha2``."""
+
+    alpha1: float | None = None
+    alpha2: float | None = None
+    threshold: float | None = None
+    required: ClassVar[tuple[str, ...]] = ("alpha1", "alpha2", "threshold")
+    uses_layers: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, raw) -> AdaptVisParameters:
+        threshold = as_float("threshold", raw["threshold"])
+        if not 0.0 <= threshold <= 1.0:
+            raise MethodArgumentError(
+                f"threshold={raw['threshold']!r} must lie in [0, 1] (it is compared with a probability)"
+            )
+        return cls(
+            alpha1=positive("alpha1", raw["alpha1"]), alpha2=positive("alpha2", raw["alpha2"]), threshold=threshold
+        )
+
+    def describe(self, config) -> dict[str, object]:
+        return {
+            "alpha1": self.alpha1,
+            "alpha2": self.alpha2,
+            "threshold": self.threshold,
+            "confidence_rule": config.confidence_rule,
+        }
+
+
+@dataclass(frozen=True)
+class SweepParameters(MethodParameters):
+    """``method=sweep``: the alphas to decode besides 1 (default: the paper's grid)."""
+
+    alphas: tuple[float, ...] = field(default=PAPER_ALPHA_GRID)
+    uses_layers: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, raw) -> SweepParameters:
+        return cls() if raw["alphas"] is None else cls(alphas=parse_alpha_list(raw["alphas"]))
+
+    @property
+    def sweep_alphas(self) -> tuple[float, ...]:
+        """Alphas decoded in sweep mode: 1 first (the answer returned), then the listed ones."""
+        return (1.0, *(a for a in self.alphas if a != 1.0))
+
+    def describe(self, config) -> dict[str, object]:
+        return {"alphas": list(self.sweep_alphas)}
+
+
+@register_method("baseline", BaselineParameters)
 class Baseline(DecodingMethod):
     """Plain greedy decoding (the contract's defaults)."""
 
 
+@register_method("scaling_vis", ScalingVisParameters)
 class ScalingVis(DecodingMethod):
     """Eq. 2 with one fixed alpha at the last prompt token."""
 
@@ -34,6 +115,7 @@ class ScalingVis(DecodingMethod):
         return FirstToken(output.logits, confidence, list(alphas))
 
 
+@register_method("adapt_vis", AdaptVisParameters)
 class AdaptVis(ScalingVis):
     """Eq. 3: alpha1 or alpha2 per sample from the confidence under alpha = 1, then Eq. 2."""
 
@@ -46,6 +128,7 @@ class AdaptVis(ScalingVis):
         return [adaptvis_alpha(value, c.threshold, c.alpha1, c.alpha2, c.confidence_rule) for value in confidence]
 
 
+@register_method("sweep", SweepParameters)
 class Sweep(DecodingMethod):
     """Every alpha of the sweep for every sample, as one batch over a repeated prefix cache."""
 
