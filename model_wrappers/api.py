@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import torch
 
 from model_wrappers.architectures import num_text_layers, prompt_batch
-from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
+from model_wrappers.decoding import DecodeSettings, SampleOutput, eos_and_pad, generate
 from model_wrappers.intervention import image_scaling_backend
 from model_wrappers.methods import MethodConfig
 from model_wrappers.vision import VisionOptions, sample_keys_of, vision_inputs
@@ -74,14 +74,8 @@ def adaptvis_generate(
     attention_mask = inputs["attention_mask"]
     if bool((attention_mask[:, -1] == 0).any()):
         raise ValueError("inputs are right-padded; set processor.tokenizer.padding_side = 'left' before tokenising")
-    if eos_token_id is None:
-        eos_token_id = model.generation_config.eos_token_id
-    eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
-    if pad_token_id is None:
-        pad_token_id = model.generation_config.pad_token_id
-    if pad_token_id is None:
-        pad_token_id = eos[0] if eos else 0
-    settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_ids=tuple(eos), pad_token_id=pad_token_id)
+    eos, pad = eos_and_pad(model, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_ids=eos, pad_token_id=pad)
     keys = sample_keys
     if keys is None and options.token_order == "shuffled":
         keys = sample_keys_of(inputs)

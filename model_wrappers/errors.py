@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class MethodArgumentError(ValueError):
     """A method argument from ``--model_args`` (or the Python API) is missing or invalid."""
+
+
+class CheckpointError(RuntimeError):
+    """``pretrained=`` does not name a usable checkpoint for this wrapper."""

@@ -28,6 +28,10 @@ class BaselineParameters(MethodParameters):
 
     uses_layers: ClassVar[bool] = True
 
+    def alpha_for(self, confidence: float | None, config) -> float:
+        """The alpha Eq. 2 applies to a sample with first-token confidence ``confidence``: 1 (no intervention)."""
+        return 1.0
+
 
 @dataclass(frozen=True)
 class ScalingVisParameters(MethodParameters):
@@ -40,6 +44,10 @@ class ScalingVisParameters(MethodParameters):
     @classmethod
     def parse(cls, raw) -> ScalingVisParameters:
         return cls(alpha=positive("alpha", raw["alpha"]))
+
+    def alpha_for(self, confidence: float | None, config) -> float:
+        """ScalingVis: the one alpha, whatever the confidence."""
+        return float(self.alpha)
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,11 @@ class AdaptVisParameters(MethodParameters):
         return cls(
             alpha1=positive("alpha1", raw["alpha1"]), alpha2=positive("alpha2", raw["alpha2"]), threshold=threshold
         )
+
+    def alpha_for(self, confidence: float | None, config) -> float:
+        """Eq. 3: ``alpha1`` below the threshold, else ``alpha2`` (``config.confidence_rule`` compares)."""
+        assert confidence is not None, "AdaptVis needs the confidence under alpha = 1"
+        return adaptvis_alpha(confidence, self.threshold, self.alpha1, self.alpha2, config.confidence_rule)
 
     def describe(self, config) -> dict[str, object]:
         return {
@@ -102,7 +115,9 @@ class ScalingVis(DecodingMethod):
     """Eq. 2 with one fixed alpha at the last prompt token."""
 
     def chosen_alphas(self, confidence: list[float] | None, size: int) -> list[float]:
-        return [float(self.config.alpha)] * size
+        """Per row, the alpha the method's parameters choose (``alpha_for``)."""
+        values = confidence if confidence is not None else [None] * size
+        return [self.config.parameters.alpha_for(value, self.config) for value in values]
 
     def first_token(self, prompt: PromptState) -> FirstToken:
         confidence = None
@@ -121,11 +136,6 @@ class AdaptVis(ScalingVis):
 
     def __init__(self, config, model, need_confidence: bool = True) -> None:
         super().__init__(config, model, need_confidence=True)  # AdaptVis always needs C
-
-    def chosen_alphas(self, confidence: list[float] | None, size: int) -> list[float]:
-        assert confidence is not None
-        c = self.config
-        return [adaptvis_alpha(value, c.threshold, c.alpha1, c.alpha2, c.confidence_rule) for value in confidence]
 
 
 @register_method("sweep", SweepParameters)
