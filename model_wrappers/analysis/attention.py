@@ -52,7 +52,7 @@ from model_wrappers.intervention import (
 )
 from model_wrappers.loading import load_checkpoint
 from model_wrappers.methods import MethodConfig, parse_layers
-from model_wrappers.methods.registry import method_spec
+from model_wrappers.methods.registry import method_names, method_spec
 from model_wrappers.prompting import chat_prompt, llava15_prompt
 
 PROBE_BACKEND = "adaptvis_probe"
@@ -328,7 +328,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", required=True, help="checkpoint folder or hub id (LLaVA-1.5/1.6, Qwen2-VL)")
     parser.add_argument("--image", required=True, type=Path)
     parser.add_argument("--question", required=True, help="the question with its options, e.g. as in WhatsUp")
-    parser.add_argument("--method", choices=["baseline", "scaling_vis", "adapt_vis"], default="scaling_vis")
+    # The methods whose parameters choose one Eq. 2 alpha per sample (``alpha_for``), from the registry.
+    probed = [name for name in method_names() if hasattr(method_spec(name).parameters, "alpha_for")]
+    parser.add_argument("--method", choices=probed, default="scaling_vis")
     parser.add_argument("--alpha", type=float, help="scaling_vis coefficient")
     parser.add_argument("--alpha1", type=float)
     parser.add_argument("--alpha2", type=float)
