@@ -33,7 +33,7 @@ from model_wrappers.architectures import prompt_batch
 from model_wrappers.decoding import DecodeSettings, generate
 from model_wrappers.intervention import enable_image_attention_scaling
 from model_wrappers.methods import MethodConfig
-from model_wrappers.tiny_checkpoints import TinySpec, build_tiny_llava
+from tests.tiny_checkpoints import TinySpec, build_tiny_llava
 
 QUESTIONS = [
     "Where is the beer bottle in relation to the armchair? Answer with left, right, on or under.",

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import torch
 
 from model_wrappers.architectures import num_text_layers, prompt_batch
-from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
+from model_wrappers.decoding import DecodeSettings, SampleOutput, eos_and_pad, generate
 from model_wrappers.intervention import image_scaling_backend
 from model_wrappers.methods import MethodConfig
 from model_wrappers.vision import VisionOptions, sample_keys_of, vision_inputs
@@ -37,18 +37,6 @@ def adaptvis_generate(
     inputs: Mapping[str, torch.Tensor],
     method: str = "baseline",
     *,
-    alpha: float | None = None,
-    alpha1: float | None = None,
-    alpha2: float | None = None,
-    threshold: float | None = None,
-    alphas: str | list[float] | None = None,
-    layers: str | list[int] | None = None,
-    confidence_rule: str = "paper_rounded",
-    vcd_alpha: float | None = None,
-    vcd_beta: float | None = None,
-    vcd_noise_step: int | None = None,
-    dola_layers: str | list[int] | None = None,
-    repetition_penalty: float | None = None,
     sample_keys: list[str] | None = None,
     max_new_tokens: int = 100,
     eos_token_id: int | list[int] | None = None,
@@ -57,6 +45,7 @@ def adaptvis_generate(
     vision_layer: str | int | list[int] | None = None,
     vision_token_order: str = "normal",
     tokenizer=None,
+    **method_arguments: object,
 ) -> list[SampleOutput]:
     """Greedy-decode the prompts in ``inputs`` (a processor's output) with an AdaptVis method or a baseline.
 
@@ -68,27 +57,15 @@ def adaptvis_generate(
     left-padded (``processor.tokenizer.padding_side = "left"``). Returns one
     :class:`~model_wrappers.decoding.SampleOutput` per prompt: answer token ids, the alpha applied,
     the confidence under alpha = 1, and in sweep mode the answer for every alpha.
+    ``method_arguments``: the method's own arguments and the shared ``layers`` / ``confidence_rule``;
+    the accepted names come from the method registry (``model_wrappers.methods.describe_methods()``).
 
     ``vision_norm``, ``vision_layer`` and ``vision_token_order`` are this suite's vision-input
     options (docs/VISION.md); ``vision_norm=mean|median|max`` needs the ``tokenizer`` (it measures
     the text-embedding norms of its ordinary tokens). ``shuffled`` seeds each row's permutation from
     a hash of that row's token ids and pixels.
     """
-    config = MethodConfig.from_model_args(
-        method=method,
-        alpha=alpha,
-        alpha1=alpha1,
-        alpha2=alpha2,
-        threshold=threshold,
-        alphas=alphas,
-        layers=layers,
-        confidence_rule=confidence_rule,
-        vcd_alpha=vcd_alpha,
-        vcd_beta=vcd_beta,
-        vcd_noise_step=vcd_noise_step,
-        dola_layers=dola_layers,
-        repetition_penalty=repetition_penalty,
-    )
+    config = MethodConfig.from_model_args(method=method, **method_arguments)
     config.check_layers(num_text_layers(model))
     options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
     if isinstance(options.norm, str) and tokenizer is None:
@@ -97,14 +74,8 @@ def adaptvis_generate(
     attention_mask = inputs["attention_mask"]
     if bool((attention_mask[:, -1] == 0).any()):
         raise ValueError("inputs are right-padded; set processor.tokenizer.padding_side = 'left' before tokenising")
-    if eos_token_id is None:
-        eos_token_id = model.generation_config.eos_token_id
-    eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
-    if pad_token_id is None:
-        pad_token_id = model.generation_config.pad_token_id
-    if pad_token_id is None:
-        pad_token_id = eos[0] if eos else 0
-    settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_ids=tuple(eos), pad_token_id=pad_token_id)
+    eos, pad = eos_and_pad(model, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_ids=eos, pad_token_id=pad)
     keys = sample_keys
     if keys is None and options.token_order == "shuffled":
         keys = sample_keys_of(inputs)

@@ -4,7 +4,8 @@ The decoder (``model_wrappers.decoding``) drives every model the same way: prefi
 minus its last token with the vision inputs, then single-token steps. It needs, per
 architecture, only: which inputs carry the image, where the image tokens are, and the position
 ids of every prompt token (1-D RoPE for the Llama/Mistral language models of LLaVA, 3-D
-multimodal RoPE for Qwen2-VL). Position ids are computed once, explicitly, so that left padding
+multimodal RoPE for Qwen2-VL) -- each family declares them (``model_wrappers.families``).
+Position ids are computed once, explicitly, so that left padding
 never shifts them and no hidden model state is relied on.
 """
 
@@ -15,17 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-SUPPORTED_MODEL_TYPES = {
-    "llava": "LLaVA-1.5",
-    "llava_next": "LLaVA-1.6",
-    "qwen2_vl": "Qwen2-VL",
-}
-
-_VISION_KEYS = {
-    "llava": ("pixel_values",),
-    "llava_next": ("pixel_values", "image_sizes"),
-    "qwen2_vl": ("pixel_values", "image_grid_thw"),
-}
+from model_wrappers.families import family_spec
+from model_wrappers.families.spec import config_image_token_id
 
 
 @dataclass
@@ -52,13 +44,8 @@ def model_type_of(model) -> str:
 
 
 def image_token_id(model) -> int:
-    config = model.config
-    token_id = getattr(config, "image_token_id", None)
-    if token_id is None:
-        token_id = getattr(config, "image_token_index", None)
-    if token_id is None:
-        raise ValueError(f"{type(model).__name__} config names no image_token_id")
-    return int(token_id)
+    """The id of the image placeholder token in ``model``'s prompts (the family declares where it is)."""
+    return config_image_token_id(model, family_spec(model).image_token_attributes)
 
 
 def num_text_layers(model) -> int:
@@ -66,42 +53,16 @@ def num_text_layers(model) -> int:
     return int(config.num_hidden_layers)
 
 
-def _llama_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    positions = attention_mask.long().cumsum(-1) - 1
-    return positions.masked_fill(attention_mask == 0, 1)
-
-
-def _qwen2_vl_positions(model, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    mm_token_type_ids = inputs.get("mm_token_type_ids")
-    if mm_token_type_ids is None:
-        mm_token_type_ids = (inputs["input_ids"] == image_token_id(model)).int()
-    positions, _ = model.model.get_rope_index(
-        inputs["input_ids"],
-        mm_token_type_ids=mm_token_type_ids,
-        image_grid_thw=inputs.get("image_grid_thw"),
-        attention_mask=inputs["attention_mask"],
-    )
-    return positions
-
-
 def prompt_batch(model, inputs: Mapping[str, torch.Tensor]) -> PromptBatch:
     """Turn a processor's output for ``model`` into a :class:`PromptBatch` on the model's device."""
-    model_type = model_type_of(model)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"model_type={model_type!r} is not supported; supported: "
-            + ", ".join(f"{k} ({v})" for k, v in SUPPORTED_MODEL_TYPES.items())
-        )
+    family = family_spec(model)  # UnsupportedFamily (a ValueError) names the supported families
     device = model.device
     dtype = model.dtype
     moved = {k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
     input_ids, attention_mask = moved["input_ids"], moved["attention_mask"]
-    if model_type == "qwen2_vl":
-        position_ids = _qwen2_vl_positions(model, moved)
-    else:
-        position_ids = _llama_positions(attention_mask)
+    position_ids = family.position_ids(model, moved)
     vision_inputs = {}
-    for key in _VISION_KEYS[model_type]:
+    for key in family.vision_keys:
         if key in moved:
             value = moved[key]
             vision_inputs[key] = value.to(dtype) if value.is_floating_point() else value

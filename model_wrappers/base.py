@@ -1,20 +1,19 @@
-"""The lmms-eval side of the AdaptVis wrappers: arguments, batching, prompts, traces.
+"""The lmms-eval side of the AdaptVis wrappers: a thin adapter that batches requests.
 
-A thin adapter: lmms-eval hands over ``Instance`` requests; this class groups them into
-left-padded batches, builds each checkpoint family's prompt (``prompting``), runs
-``decoding.generate`` with the configured method (``methods``, ``intervention``) and returns
-the answers in request order. It knows nothing about attention; the intervention module knows
+lmms-eval hands over ``Instance`` requests; this class groups them into left-padded batches,
+builds each checkpoint family's prompt (``prompting``), runs ``decoding.generate`` with the
+configured method (``methods``, ``intervention``) and returns the answers in request order. The
+rest lives in modules of its own: ``--model_args`` (``model_args``), request -> prompt / image /
+generation settings (``lmms_requests``), trace records (``trace``), EOS/pad
+(``decoding.eos_and_pad``). It knows nothing about attention; the intervention module knows
 nothing about lmms-eval.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from typing import ClassVar
 
 import torch
@@ -25,127 +24,19 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from adaptvis_tasks.images import to_rgb
-from adaptvis_tasks.whatsup import SPLIT_COLUMN
+from adaptvis_tasks.families import model_types_of
 from model_wrappers.architectures import image_token_id, num_text_layers, prompt_batch
-from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
-from model_wrappers.guards import launcher_shortfall
+from model_wrappers.decoding import DecodeSettings, SampleOutput, eos_and_pad, generate
 from model_wrappers.intervention import enable_image_attention_scaling
+from model_wrappers.launcher import launcher_shortfall
+from model_wrappers.lmms_requests import Prepared, RequestError, decode_settings, request_image, token_stats
 from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
-from model_wrappers.trace import TraceWriter, run_fingerprint
+from model_wrappers.model_args import parse_batch_size, parse_bool, parse_eps, parse_pixels, split_model_args
+from model_wrappers.trace import TraceWriter, run_fingerprint, trace_record
 from model_wrappers.vision import VisionOptions, vision_inputs
 
-DEFAULT_MAX_NEW_TOKENS = 100
-"""Used when a task sets no ``max_new_tokens``; the paper's code generates up to 100 tokens."""
-
-
-class RequestError(RuntimeError):
-    """A request cannot be evaluated; the message names the task and document."""
-
-
-@dataclass
-class _Prepared:
-    """One request with its final prompt and RGB image."""
-
-    request: Instance
-    where: str
-    prompt: str
-    image: Image.Image
-    token_stats: dict | None = None
-    """Set when the batch is tokenized: ``prompt_tokens``, ``image_tokens``, ``input_ids_sha`` (trace fields)."""
-
-    @cached_property
-    def input_sha(self) -> str:
-        """Hash of exactly what the model sees (prompt text and image pixels); computed once."""
-        digest = hashlib.sha256(self.prompt.encode("utf-8"))
-        digest.update(f"{self.image.size}{self.image.mode}".encode())
-        digest.update(self.image.tobytes())
-        return digest.hexdigest()[:16]
-
-
-def _parse_batch_size(value: object) -> int:
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise MethodArgumentError(
-            f"batch_size={value!r}: give a positive integer (automatic batch sizing is not supported)"
-        )
-    return int(text)
-
-
-def _generation_value(gen_kwargs: dict, key: str, default, where: str, parse):
-    """One generation setting parsed with ``parse``; a RequestError names the task if it is malformed."""
-    value = gen_kwargs.get(key)
-    if value is None:
-        return default
-    try:
-        return parse(value)
-    except (TypeError, ValueError, MethodArgumentError):
-        raise RequestError(f"{where}: generation_kwargs {key}={value!r} is not valid") from None
-
-
-def token_stats(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_id: int) -> list[dict]:
-    """Per row of a left-padded batch: prompt and image token counts and a hash of the unpadded ids.
-
-    ``input_ids_sha`` = first 16 hex digits of sha256 over the ids written as decimal numbers joined
-    by commas (e.g. ``"1,32000,29871,13"``), so anyone can recompute it from a tokenizer's output.
-    """
-    stats = []
-    for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
-        kept = [token for token, keep in zip(ids, mask, strict=True) if keep]
-        stats.append(
-            {
-                "prompt_tokens": len(kept),
-                "image_tokens": sum(1 for token in kept if token == image_id),
-                "input_ids_sha": hashlib.sha256(",".join(map(str, kept)).encode()).hexdigest()[:16],
-            }
-        )
-    return stats
-
-
-def _parse_pixels(name: str, value: object) -> int | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text.isdigit():
-        raise MethodArgumentError(f"{name}={value!r}: give a positive whole number of pixels, e.g. {name}=1003520")
-    return int(text)
-
-
-def _parse_eps(value: object) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise MethodArgumentError(f"rms_norm_eps={value!r}: give a small positive number, e.g. 1e-6") from None
-
-
-def _parse_bool(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "1", "yes"):
-        return True
-    if str(value).lower() in ("false", "0", "no"):
-        return False
-    raise MethodArgumentError(f"{name}={value!r} must be true or false")
-
-
-def _json_columns(doc: object) -> dict:
-    """The task document's columns that JSON can hold as they are (images and bytes left out).
-
-    Lets analysis tools score a trace without the dataset (``adaptvis tune``, docs/TRACE.md).
-    """
-    if not isinstance(doc, dict):
-        return {}
-    kept = {}
-    for column, value in doc.items():
-        try:
-            json.dumps(value, ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError):
-            continue
-        kept[column] = value
-    return kept
+__all__ = ["AdaptVisLMM", "RequestError"]
 
 
 def _barrier(accelerator: Accelerator) -> None:
@@ -163,27 +54,10 @@ class AdaptVisLMM(lmms):
 
     is_simple = True
     wrapper_name: ClassVar[str] = "adaptvis"
-    allowed_model_types: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
         pretrained: str,
-        method: str = "baseline",
-        alpha: float | None = None,
-        alpha1: float | None = None,
-        alpha2: float | None = None,
-        threshold: float | None = None,
-        alphas: str | None = None,
-        layers: str | None = None,
-        confidence_rule: str = "paper_rounded",
-        vision_norm: str | float | None = None,
-        vision_layer: str | int | None = None,
-        vision_token_order: str = "normal",
-        vcd_alpha: float | None = None,
-        vcd_beta: float | None = None,
-        vcd_noise_step: int | None = None,
-        dola_layers: str | None = None,
-        repetition_penalty: float | None = None,
         trace: str | None = None,
         resume: bool | str = False,
         device: str | None = None,
@@ -198,34 +72,14 @@ class AdaptVisLMM(lmms):
         min_pixels: int | str | None = None,
         max_pixels: int | str | None = None,
         rms_norm_eps: float | str | None = None,
-        **unknown: object,
+        **method_and_vision: object,
     ) -> None:
+        """``method_and_vision``: the method's arguments (method registry) and the vision options."""
         super().__init__()
-        if unknown:
-            raise MethodArgumentError(
-                f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
-                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vcd_alpha, vcd_beta, "
-                "vcd_noise_step, dola_layers, repetition_penalty, vision_norm, vision_layer, vision_token_order, "
-                "trace, resume, device, dtype, batch_size, attn_implementation, revision, trust_remote_code, "
-                "prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps"
-            )
-        self.method = MethodConfig.from_model_args(
-            method=method,
-            alpha=alpha,
-            alpha1=alpha1,
-            alpha2=alpha2,
-            threshold=threshold,
-            alphas=alphas,
-            layers=layers,
-            confidence_rule=confidence_rule,
-            vcd_alpha=vcd_alpha,
-            vcd_beta=vcd_beta,
-            vcd_noise_step=vcd_noise_step,
-            dola_layers=dola_layers,
-            repetition_penalty=repetition_penalty,
-        )
-        vision_options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
-        self.batch_size_per_gpu = _parse_batch_size(batch_size)
+        method_args, vision_args = split_model_args(self.wrapper_name, AdaptVisLMM.__init__, method_and_vision)
+        self.method = MethodConfig.from_model_args(**method_args)
+        vision_options = VisionOptions.from_model_args(**vision_args)
+        self.batch_size_per_gpu = parse_batch_size(batch_size)
         if max_batch_size is not None:
             raise MethodArgumentError(
                 f"max_batch_size={max_batch_size!r} only bounds lmms-eval's automatic batch sizing "
@@ -253,20 +107,20 @@ class AdaptVisLMM(lmms):
             ) from None
         loaded = load_checkpoint(
             self.pretrained,
-            allowed_model_types=self.allowed_model_types,
+            allowed_model_types=model_types_of(self.wrapper_name),
             wrapper_name=self.wrapper_name,
             device=self._device,
             dtype=dtype,
             attn_implementation=attn_implementation,
             revision=revision,
-            trust_remote_code=_parse_bool("trust_remote_code", trust_remote_code),
+            trust_remote_code=parse_bool("trust_remote_code", trust_remote_code),
             inputs=InputOptions(
                 prompt_style=None if prompt_style is None else str(prompt_style),
                 image_backend=str(image_backend),
-                min_pixels=_parse_pixels("min_pixels", min_pixels),
-                max_pixels=_parse_pixels("max_pixels", max_pixels),
+                min_pixels=parse_pixels("min_pixels", min_pixels),
+                max_pixels=parse_pixels("max_pixels", max_pixels),
             ),
-            rms_norm_eps=_parse_eps(rms_norm_eps),
+            rms_norm_eps=parse_eps(rms_norm_eps),
         )
         self._model = loaded.model
         self.processor = loaded.processor
@@ -276,24 +130,18 @@ class AdaptVisLMM(lmms):
             "prompt_style": loaded.prompt_style,
             "tokenizer": loaded.tokenizer_rule,
             "image_processor": type(self.processor.image_processor).__name__,
-            "min_pixels": _parse_pixels("min_pixels", min_pixels),
-            "max_pixels": _parse_pixels("max_pixels", max_pixels),
-            "rms_norm_eps": _parse_eps(rms_norm_eps),
+            "min_pixels": parse_pixels("min_pixels", min_pixels),
+            "max_pixels": parse_pixels("max_pixels", max_pixels),
+            "rms_norm_eps": parse_eps(rms_norm_eps),
         }
         """What turns a request into model inputs; part of the trace's run fingerprint."""
         self.method.check_layers(num_text_layers(self._model))
         self.vision = vision_options.resolve(self._model, self.processor.tokenizer)
         enable_image_attention_scaling(self._model)
-        tokenizer = self.processor.tokenizer
-        eos_ids = self._model.generation_config.eos_token_id
-        eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids or [])
-        if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
-            eos_ids.append(tokenizer.eos_token_id)
-        self.eos_token_ids = tuple(eos_ids)
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+        self.eos_token_ids, self.pad_token_id = eos_and_pad(self._model, self.processor.tokenizer)
         self.dtype_name = str(self._model.dtype).replace("torch.", "")
         self.trace = TraceWriter(trace, rank=self._rank, world_size=self._world_size) if trace else None
-        self.resume = _parse_bool("resume", resume)
+        self.resume = parse_bool("resume", resume)
         if self.resume and self.trace is None:
             raise MethodArgumentError("resume=true reuses answers recorded in a trace; give trace=<path> too")
         logger.info(
@@ -327,55 +175,12 @@ class AdaptVisLMM(lmms):
         raise NotImplementedError(f"{self.wrapper_name} does not support multi-round generation")
 
     def _settings(self, gen_kwargs: dict, where: str) -> tuple[DecodeSettings, list[str]]:
-        sampling = _generation_value(gen_kwargs, "do_sample", False, where, lambda v: _parse_bool("do_sample", v))
-        temperature = _generation_value(gen_kwargs, "temperature", 0.0, where, float)
-        if sampling or temperature > 0:
-            raise RequestError(
-                f"{where}: {self.wrapper_name} decodes greedily, as the paper; the task asks for sampling "
-                f"(do_sample={gen_kwargs.get('do_sample')!r}, temperature={gen_kwargs.get('temperature')!r})"
-            )
-        if _generation_value(gen_kwargs, "num_beams", 1, where, int) != 1:
-            raise RequestError(f"{where}: {self.wrapper_name} decodes greedily; the task asks for beam search")
-        until = gen_kwargs.get("until") or []
-        if isinstance(until, str):
-            until = [until]
-        if not isinstance(until, list) or not all(isinstance(s, str) for s in until):
-            raise RequestError(f"{where}: generation_kwargs 'until' must be a string or a list of strings")
-        until = [s for s in until if s]
-        max_new_tokens = _generation_value(gen_kwargs, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS, where, int)
-        if max_new_tokens < 1:
-            raise RequestError(f"{where}: generation_kwargs max_new_tokens={max_new_tokens} must be at least 1")
-        stop = None
-        if until:
-            tokenizer = self.processor.tokenizer
-
-            def stop(tokens: list[int]) -> bool:
-                text = tokenizer.decode(tokens, skip_special_tokens=True)
-                return any(s in text for s in until)
-
-        settings = DecodeSettings(
-            max_new_tokens=max_new_tokens,
-            eos_token_ids=self.eos_token_ids,
-            pad_token_id=self.pad_token_id,
-            stop_condition=stop,
+        return decode_settings(
+            gen_kwargs, where, self.wrapper_name, self.processor.tokenizer, self.eos_token_ids, self.pad_token_id
         )
-        return settings, until
 
     def _image_of(self, request: Instance, where: str) -> Image.Image:
-        _, _, doc_to_visual, doc_id, task, split = request.args
-        try:
-            visuals = doc_to_visual(self.task_dict[task][split][doc_id])
-        except Exception as error:
-            raise RequestError(f"{where}: could not load its image: {error}") from error
-        visuals = [v for v in (visuals or [])]
-        if len(visuals) != 1 or not isinstance(visuals[0], Image.Image):
-            raise RequestError(
-                f"{where}: {self.wrapper_name} evaluates one image per request; doc_to_visual returned "
-                f"{len(visuals)} item(s) of type {sorted({type(v).__name__ for v in visuals})}"
-            )
-        # The task suite's own conversion rules (16-bit greyscale, palettes, colour keys), also for
-        # images that other lmms-eval tasks hand over in memory.
-        return to_rgb(visuals[0])
+        return request_image(request, self.task_dict, where, self.wrapper_name)
 
     def _decode(self, tokens: list[int], until: Sequence[str]) -> str:
         text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -383,12 +188,12 @@ class AdaptVisLMM(lmms):
             text = text.split(stop, 1)[0]
         return text.strip()
 
-    def _prepare(self, request: Instance) -> _Prepared:
+    def _prepare(self, request: Instance) -> Prepared:
         where = f"task {request.args[4]} doc_id {request.args[3]}"
         prompt = self.format_prompt(request.args[0], where)
-        return _Prepared(request=request, where=where, prompt=prompt, image=self._image_of(request, where))
+        return Prepared(request=request, where=where, prompt=prompt, image=self._image_of(request, where))
 
-    def _run_batch(self, prepared: list[_Prepared], settings: DecodeSettings, until: list[str]) -> list[SampleOutput]:
+    def _run_batch(self, prepared: list[Prepared], settings: DecodeSettings, until: list[str]) -> list[SampleOutput]:
         inputs = self.processor(
             images=[p.image for p in prepared], text=[p.prompt for p in prepared], padding=True, return_tensors="pt"
         )
@@ -418,33 +223,23 @@ class AdaptVisLMM(lmms):
             }
         )
 
-    def _trace_record(self, item: _Prepared, out: SampleOutput, answer: str, until, run: str) -> dict:
+    def _trace_record(self, item: Prepared, out: SampleOutput, answer: str, until, run: str) -> dict:
         _, _, _, doc_id, task, split = item.request.args
-        doc = self.task_dict[task][split][doc_id]
-        record = {
-            "task": task,
-            "split": doc.get(SPLIT_COLUMN) if isinstance(doc, dict) else None,
-            "lmms_eval_split": split,
-            "doc_id": doc_id,
-            "method": self.method.method,
-            "confidence": out.confidence,
-            "alpha": out.alpha,
-            "answer": answer,
-            "run": run,
-            "input_sha": item.input_sha,
-            "pretrained": self.pretrained,
-            "model_type": self.model_type,
-            "layers": "all" if self.method.layers is None else "|".join(str(i) for i in self.method.layers),
-            **(item.token_stats or {}),
-        }
-        if out.sweep is not None:
-            record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
-        if out.sweep_confidence is not None:
-            record["confidences"] = {repr(alpha): value for alpha, value in out.sweep_confidence.items()}
-        record["doc"] = _json_columns(doc)
-        return record
+        return trace_record(
+            request_args=item.request.args,
+            doc=self.task_dict[task][split][doc_id],
+            method=self.method,
+            out=out,
+            answer=answer,
+            decode=lambda tokens: self._decode(tokens, until),
+            run=run,
+            input_sha=item.input_sha,
+            pretrained=self.pretrained,
+            model_type=self.model_type,
+            token_stats=item.token_stats,
+        )
 
-    def _resumed_answer(self, item: _Prepared, run: str) -> str | None:
+    def _resumed_answer(self, item: Prepared, run: str) -> str | None:
         _, _, _, doc_id, task, split = item.request.args
         record = self.trace.recorded(run, task, split, doc_id)  # keyed by lmms-eval's split name
         if record is not None and record.get("input_sha") == item.input_sha:

@@ -32,7 +32,7 @@ from model_wrappers.intervention import ImageKeyScaling, image_attention_scaling
 from model_wrappers.methods import MethodConfig
 from model_wrappers.methods.contract import DecodingMethod, SampleOutput, StepOutput
 
-__all__ = ["DecodeSettings", "SampleOutput", "StopCondition", "first_token_logits", "generate"]
+__all__ = ["DecodeSettings", "SampleOutput", "StopCondition", "eos_and_pad", "first_token_logits", "generate"]
 
 StopCondition = Callable[[list[int]], bool]
 """Called with a row's generated token ids so far; True ends that row (e.g. a stop string)."""
@@ -48,6 +48,28 @@ class DecodeSettings:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+def eos_and_pad(
+    model, tokenizer=None, eos_token_id: int | Sequence[int] | None = None, pad_token_id: int | None = None
+) -> tuple[tuple[int, ...], int]:
+    """The end-of-sequence ids and the padding id a decode uses; the one place they are chosen.
+
+    EOS: ``eos_token_id`` if given, else the model's ``generation_config.eos_token_id``, plus the
+    ``tokenizer``'s EOS token when a tokenizer is given (the lmms-eval wrappers pass theirs).
+    Padding: ``pad_token_id`` if given, else the tokenizer's pad token (with a tokenizer) or the
+    generation config's, else the first EOS id, else 0.
+    """
+    if eos_token_id is None:
+        eos_token_id = model.generation_config.eos_token_id
+    eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    if tokenizer is not None and tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+        eos.append(tokenizer.eos_token_id)
+    if pad_token_id is None:
+        pad_token_id = tokenizer.pad_token_id if tokenizer is not None else model.generation_config.pad_token_id
+    if pad_token_id is None:
+        pad_token_id = eos[0] if eos else 0
+    return tuple(eos), int(pad_token_id)
 
 
 def _repeat_rows(tensor: torch.Tensor, repeats: int, row_dim: int) -> torch.Tensor:

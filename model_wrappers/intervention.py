@@ -97,13 +97,20 @@ def scale_image_keys(key: torch.Tensor, scaling: ImageKeyScaling) -> torch.Tenso
 
 
 @contextmanager
+def scoped(variable: contextvars.ContextVar, value: object) -> Iterator[object]:
+    """Set ``variable`` to ``value`` for the block and reset it in ``finally`` (the backends' scoping)."""
+    token = variable.set(value)
+    try:
+        yield value
+    finally:
+        variable.reset(token)
+
+
+@contextmanager
 def image_attention_scaling(scaling: ImageKeyScaling) -> Iterator[None]:
     """Apply ``scaling`` to every attention call of an ``adaptvis_*`` backend inside the block."""
-    token = _ACTIVE_SCALING.set(scaling)
-    try:
+    with scoped(_ACTIVE_SCALING, scaling):
         yield
-    finally:
-        _ACTIVE_SCALING.reset(token)
 
 
 def _scaled_backend(base: Callable) -> Callable:
@@ -122,10 +129,27 @@ def _scaled_backend(base: Callable) -> Callable:
     return attention_with_image_scaling
 
 
-def register_backend(base_name: str) -> str:
-    """Register ``adaptvis_<base_name>`` (attention + mask function); idempotent. Returns the name."""
+def register_attention_backend(name: str, attention: Callable, mask_like: str) -> str:
+    """Register ``attention`` as backend ``name`` with ``mask_like``'s mask function; idempotent.
+
+    The one registration mechanism of the suite: the intervention's ``adaptvis_*`` backends and the
+    attention probe (``model_wrappers.analysis.attention``) both register through it. The mask
+    function matters: without it, masking_utils treats an unknown name as "needs no mask" and
+    padding and causal masks silently disappear.
+    """
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    if name not in ALL_ATTENTION_FUNCTIONS:
+        AttentionInterface.register(name, attention)
+    if name not in ALL_MASK_ATTENTION_FUNCTIONS:
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[mask_like])
+    return name
+
+
+def register_backend(base_name: str) -> str:
+    """Register ``adaptvis_<base_name>`` (attention + mask function); idempotent. Returns the name."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     if base_name.startswith(BACKEND_PREFIX):
@@ -136,13 +160,9 @@ def register_backend(base_name: str) -> str:
             f"{', '.join(SUPPORTED_BASE_BACKENDS)} (eager would materialise full attention matrices)"
         )
     name = BACKEND_PREFIX + base_name
-    if name not in ALL_ATTENTION_FUNCTIONS:
-        AttentionInterface.register(name, _scaled_backend(ALL_ATTENTION_FUNCTIONS[base_name]))
-    if name not in ALL_MASK_ATTENTION_FUNCTIONS:
-        # Without this, masking_utils treats the unknown name as "needs no mask" and padding and
-        # causal masks silently disappear.
-        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base_name])
-    return name
+    if name in ALL_ATTENTION_FUNCTIONS:
+        return name
+    return register_attention_backend(name, _scaled_backend(ALL_ATTENTION_FUNCTIONS[base_name]), base_name)
 
 
 def _text_config(model) -> object:
@@ -168,6 +188,19 @@ def enable_image_attention_scaling(model) -> str:
     if text_attention_implementation(model) != name:
         raise RuntimeError(f"could not switch the language model of {type(model).__name__} to {name}")
     return previous
+
+
+@contextmanager
+def text_attention_backend(model, name: str) -> Iterator[None]:
+    """Point the language model at the registered backend ``name`` for the block; restore it in ``finally``."""
+    previous = text_attention_implementation(model)
+    if name != previous:
+        model.set_attn_implementation({"text_config": name})
+    try:
+        yield
+    finally:
+        if text_attention_implementation(model) != previous:
+            model.set_attn_implementation({"text_config": previous})
 
 
 @contextmanager

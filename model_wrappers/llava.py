@@ -17,7 +17,6 @@ class LlavaAdaptVis(AdaptVisLMM):
     """
 
     wrapper_name = "llava_adaptvis"
-    allowed_model_types = ("llava", "llava_next")
 
     def format_prompt(self, context: str, where: str) -> str:
         if self.prompt_style == "paper":

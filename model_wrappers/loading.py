@@ -5,7 +5,7 @@ through it, so the tiny local checkpoints exercise the same path as ``llava-hf/l
 
 Problems with the checkpoint raise :class:`CheckpointError`, problems with the loading arguments
 (``dtype``, ``attn_implementation``, ``device``) raise
-:class:`~model_wrappers.methods.MethodArgumentError`; both messages name the argument
+:class:`~model_wrappers.errors.MethodArgumentError`; both messages name the argument
 (``pretrained=...``) and say what to do. A weights file that lacks tensors the architecture needs
 is an error: transformers would only log a report and initialise them randomly.
 """
@@ -17,25 +17,13 @@ from pathlib import Path
 
 import torch
 
-from model_wrappers.architectures import SUPPORTED_MODEL_TYPES
+from adaptvis_tasks.families import ADDING_A_FAMILY, family_entry, supported_text
+from model_wrappers.errors import CheckpointError, MethodArgumentError
+from model_wrappers.families import family_spec
 from model_wrappers.intervention import SUPPORTED_BASE_BACKENDS
-from model_wrappers.methods import MethodArgumentError
 
+__all__ = ["CheckpointError", "InputOptions", "LoadedCheckpoint", "load_checkpoint"]
 
-class CheckpointError(RuntimeError):
-    """``pretrained=`` does not name a usable checkpoint for this wrapper."""
-
-
-_MODEL_CLASSES = {
-    "llava": "LlavaForConditionalGeneration",
-    "llava_next": "LlavaNextForConditionalGeneration",
-    "qwen2_vl": "Qwen2VLForConditionalGeneration",
-}
-_EXAMPLE_CHECKPOINTS = {
-    "llava": "llava-hf/llava-1.5-7b-hf",
-    "llava_next": "llava-hf/llava-v1.6-mistral-7b-hf",
-    "qwen2_vl": "Qwen/Qwen2-VL-7B-Instruct",
-}
 _REDOWNLOAD = "re-download the checkpoint, or re-save it with save_pretrained (model and processor)"
 
 
@@ -44,11 +32,6 @@ IMAGE_BACKENDS = ("pil", "torchvision")
 
 PROMPT_STYLES = ("chat", "paper")
 """``prompt_style=``: the checkpoint's chat template, or the paper's verbatim LLaVA-1.5 prompt."""
-
-_DEFAULT_PROMPT_STYLE = {"llava": "paper", "llava_next": "chat", "qwen2_vl": "chat"}
-_ALLOWED_PROMPT_STYLES = {"llava": ("paper",), "llava_next": ("chat", "paper"), "qwen2_vl": ("chat",)}
-_PIXEL_ARGUMENT_TYPES = ("qwen2_vl",)
-"""Model types whose image processor takes ``min_pixels`` / ``max_pixels`` (dynamic image grids)."""
 
 
 @dataclass
@@ -91,13 +74,11 @@ class InputOptions:
 
     def resolve_prompt_style(self, model_type: str, wrapper_name: str) -> str:
         """The prompt style for ``model_type``; an unsupported combination names the argument."""
-        style = self.prompt_style or _DEFAULT_PROMPT_STYLE[model_type]
-        allowed = _ALLOWED_PROMPT_STYLES[model_type]
+        family = family_spec(model_type)
+        style = self.prompt_style or family.default_prompt_style
+        allowed = family.prompt_styles
         if style not in allowed:
-            why = {
-                "llava": "LLaVA-1.5 is always prompted with the paper's prompt (the reference's)",
-                "qwen2_vl": "Qwen2-VL has no <image> placeholder token, so it is prompted through its chat template",
-            }[model_type]
+            why = family.prompt_style_note
             raise MethodArgumentError(
                 f"prompt_style={style} is not available for this {model_type} checkpoint in {wrapper_name}: {why}; "
                 f"use prompt_style={allowed[0]} or leave it out"
@@ -105,7 +86,7 @@ class InputOptions:
         return style
 
     def check_pixels_apply(self, model_type: str) -> None:
-        if model_type not in _PIXEL_ARGUMENT_TYPES and (self.min_pixels is not None or self.max_pixels is not None):
+        if not family_spec(model_type).pixel_arguments and (self.min_pixels is not None or self.max_pixels is not None):
             raise MethodArgumentError(
                 f"min_pixels/max_pixels apply to Qwen2-VL's dynamic image grid only; this {model_type} checkpoint "
                 "resizes every image to its fixed input size: remove them"
@@ -199,13 +180,16 @@ def _check_local_folder(pretrained: str) -> None:
 
 
 def _unsupported(pretrained: str, model_type: object, allowed: tuple[str, ...], wrapper_name: str) -> CheckpointError:
-    supported = ", ".join(f"{t} ({SUPPORTED_MODEL_TYPES[t]})" for t in allowed)
-    if model_type in SUPPORTED_MODEL_TYPES:
-        other = "qwen2_vl_adaptvis" if model_type == "qwen2_vl" else "llava_adaptvis"
-        todo = f"use --model {other} for it"
+    supported = supported_text(allowed)
+    entry = family_entry(model_type)
+    if entry is not None:
+        todo = f"use --model {entry.lmms_model} for it"
     else:
-        examples = ", ".join(_EXAMPLE_CHECKPOINTS[t] for t in allowed)
-        todo = f"give a checkpoint of a supported architecture, e.g. {examples}"
+        examples = ", ".join(family_entry(t).example_checkpoint for t in allowed)
+        todo = (
+            f"give a checkpoint of a supported architecture, e.g. {examples} "
+            f"(supported families: {supported_text()}; to add one, see {ADDING_A_FAMILY})"
+        )
     return CheckpointError(
         f"pretrained={pretrained!r} is a {model_type!r} checkpoint; {wrapper_name} supports {supported}: {todo}"
     )
@@ -262,7 +246,7 @@ def load_checkpoint(
         text_config.rms_norm_eps = float(rms_norm_eps)
     prompt_style = inputs.resolve_prompt_style(model_type, wrapper_name)
     inputs.check_pixels_apply(model_type)
-    model_class = getattr(transformers, _MODEL_CLASSES[model_type])
+    model_class = getattr(transformers, family_spec(model_type).model_class)
     try:
         model, info = model_class.from_pretrained(
             pretrained,
@@ -287,7 +271,7 @@ def load_checkpoint(
             f"({shown}); transformers would initialise them randomly. The weights file does not belong to this "
             f"config.json or is incomplete: {_REDOWNLOAD}"
         )
-    from model_wrappers.vision import install_checkpoint_vision_extras
+    from model_wrappers.vision_extras import install_checkpoint_vision_extras
 
     install_checkpoint_vision_extras(model, pretrained, revision=revision)
     try:
@@ -352,7 +336,7 @@ def image_processor(
     from transformers import AutoImageProcessor
 
     kwargs: dict = {}
-    if model_type in _PIXEL_ARGUMENT_TYPES:
+    if family_spec(model_type).pixel_arguments:
         kwargs.update({k: v for k, v in (("min_pixels", inputs.min_pixels), ("max_pixels", inputs.max_pixels)) if v})
     try:
         return AutoImageProcessor.from_pretrained(

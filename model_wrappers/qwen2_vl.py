@@ -10,7 +10,6 @@ class Qwen2VLAdaptVis(AdaptVisLMM):
     """Qwen2-VL with the AdaptVis family of interventions, prompted through its chat template."""
 
     wrapper_name = "qwen2_vl_adaptvis"
-    allowed_model_types = ("qwen2_vl",)
 
     def format_prompt(self, context: str, where: str) -> str:
         return chat_prompt(self.processor, context, where)

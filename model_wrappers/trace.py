@@ -25,10 +25,12 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from loguru import logger
+
+from adaptvis_tasks.whatsup import SPLIT_COLUMN
 
 KEY_FIELDS = ("run", "task", "lmms_eval_split", "doc_id")
 """What identifies a request. ``lmms_eval_split`` is lmms-eval's split name (``test`` for every task of
@@ -192,3 +194,63 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def json_columns(doc: object) -> dict:
+    """The task document's columns that JSON can hold as they are (images and bytes left out).
+
+    Lets analysis tools score a trace without the dataset (``adaptvis tune``, docs/TRACE.md).
+    """
+    if not isinstance(doc, dict):
+        return {}
+    kept = {}
+    for column, value in doc.items():
+        try:
+            json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        kept[column] = value
+    return kept
+
+
+def trace_record(
+    request_args: tuple,
+    doc: object,
+    method,
+    out,
+    answer: str,
+    decode: Callable[[list[int]], str],
+    run: str,
+    input_sha: str,
+    pretrained: str,
+    model_type: str,
+    token_stats: dict | None,
+) -> dict:
+    """One trace record (docs/TRACE.md) for one answered request.
+
+    ``request_args``: the lmms-eval ``Instance.args``; ``doc``: its task document; ``method``: the
+    ``MethodConfig``; ``out``: the ``SampleOutput``; ``decode``: token ids -> answer text.
+    """
+    _, _, _, doc_id, task, split = request_args
+    record = {
+        "task": task,
+        "split": doc.get(SPLIT_COLUMN) if isinstance(doc, dict) else None,
+        "lmms_eval_split": split,
+        "doc_id": doc_id,
+        "method": method.method,
+        "confidence": out.confidence,
+        "alpha": out.alpha,
+        "answer": answer,
+        "run": run,
+        "input_sha": input_sha,
+        "pretrained": pretrained,
+        "model_type": model_type,
+        "layers": "all" if method.layers is None else "|".join(str(i) for i in method.layers),
+        **(token_stats or {}),
+    }
+    if out.sweep is not None:
+        record["answers"] = {repr(alpha): decode(tokens) for alpha, tokens in out.sweep.items()}
+    if out.sweep_confidence is not None:
+        record["confidences"] = {repr(alpha): value for alpha, value in out.sweep_confidence.items()}
+    record["doc"] = json_columns(doc)
+    return record

@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adaptvis_tasks import whatsup_synthetic as gen
-from model_wrappers.tiny_checkpoints import LLAVA15_CHAT_TEMPLATE
+from model_wrappers.chat_templates import LLAVA15_CHAT_TEMPLATE
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -180,7 +180,7 @@ class VisionVariant:
 
     ``--normalize-projector`` adds a learned RMSNorm weight (init ones) after the MLP projector,
     then clips each token's L2 norm to ``max_norm`` and multiplies by ``target_mean``
-    (``model_wrappers.vision.NormalizedProjectorSpec``); both constants are the max and mean L2
+    (``model_wrappers.vision_extras.NormalizedProjectorSpec``); both constants are the max and mean L2
     norm of the toy's ordinary text input-embedding rows *at initialisation* (the paper's 1.22 and
     0.83 are those statistics of its LLM's embeddings before multimodal training). ``--norm-clip``
     replaces the clip constant: ``--norm-clip 1.22`` keeps the paper's outcome, vision tokens at
@@ -191,14 +191,14 @@ class VisionVariant:
     """
 
     def __init__(self, model, processor, args: argparse.Namespace):
-        from model_wrappers import vision
+        from model_wrappers import vision, vision_extras
 
         self.normalized = None
         self.norm_weight = None
         declared: dict[str, object] = {}
-        projector = vision.projector_module(model)
+        projector = vision_extras.projector_module(model)
         if args.multilayer_features:
-            projector.register_forward_pre_hook(vision._post_layernorm_each_layer(model))
+            projector.register_forward_pre_hook(vision_extras._post_layernorm_each_layer(model))
             declared["per_layer_post_layernorm"] = True
         if args.normalize_projector:
             tokenizer = processor.tokenizer
@@ -213,14 +213,14 @@ class VisionVariant:
                     "at initialisation"
                 )
             self.norm_weight = torch.nn.Parameter(torch.ones(model.config.text_config.hidden_size))
-            self.normalized = vision.NormalizedProjectorSpec(
+            self.normalized = vision_extras.NormalizedProjectorSpec(
                 weight=self.norm_weight, eps=1e-6, max_norm=max_norm, target_mean=target_mean
             )
             projector.register_forward_hook(lambda module, inputs, output: self.normalized.apply(output))
             declared["normalized_projector"] = {**self.normalized.declaration(), "constants": constants}
         if declared:
             declared["origin"] = VARIANT_ORIGIN
-            setattr(model.config, vision.EXTRAS_FIELD, declared)
+            setattr(model.config, vision_extras.EXTRAS_FIELD, declared)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """Trainable parameters outside the transformers model (the RMSNorm weight)."""
@@ -232,9 +232,10 @@ class VisionVariant:
             return
         from safetensors.torch import save_file
 
-        from model_wrappers import vision
+        from model_wrappers import vision_extras
 
-        save_file({"norm.weight": self.norm_weight.detach().clone().contiguous()}, str(out / vision.EXTRAS_WEIGHTS))
+        weight = self.norm_weight.detach().clone().contiguous()
+        save_file({"norm.weight": weight}, str(out / vision_extras.EXTRAS_WEIGHTS))
 
 
 class Batcher:

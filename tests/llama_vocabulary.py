@@ -20,7 +20,7 @@ import tarfile
 from functools import cache
 from pathlib import Path
 
-from model_wrappers.tiny_checkpoints import LlamaVocabulary
+from tests.tiny_checkpoints import LlamaVocabulary
 
 PACKAGE = "llama-tokenizer-js@1.2.2"
 TARBALL_ENV = "ADAPTVIS_LLAMA_TOKENIZER_JS"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from model_wrappers.tiny_checkpoints import LlamaVocabulary, build_tiny_llava, build_tiny_qwen2_vl
 from tests.llama_vocabulary import load_llama_vocabulary
+from tests.tiny_checkpoints import LlamaVocabulary, build_tiny_llava, build_tiny_qwen2_vl
 
 ARCHITECTURES = ("llava", "llava_next", "qwen2_vl")
 

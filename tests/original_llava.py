@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from model_wrappers.tiny_checkpoints import _train_tokenizer
+from tests.tiny_checkpoints import _train_tokenizer
 
 VISION_WIDTH = 16
 VISION_LAYERS = 24  # the original multi-layer path hard-codes CLIP layers 12/16/20/24

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from model_wrappers.tiny_checkpoints import LLAVA_HF_IMAGE_TOKEN_ID, LlamaVocabulary
+from tests.tiny_checkpoints import LLAVA_HF_IMAGE_TOKEN_ID, LlamaVocabulary
 
 IMAGE = "<image>"
 BOS_ID = 1

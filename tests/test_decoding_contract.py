@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ import torch
 from model_wrappers.api import adaptvis_generate
 from model_wrappers.architectures import prompt_batch
 from model_wrappers.decoding import DecodeSettings, generate
-from model_wrappers.methods import METHODS, MethodConfig
+from model_wrappers.methods import METHODS, MethodConfig, MethodParameters, register_method, unregister_method
 from model_wrappers.methods.contract import DecodingMethod, SampleOutput
 from model_wrappers.methods.dola import DoLa
 from model_wrappers.methods.scaling import AdaptVis, Baseline, ScalingVis, Sweep
@@ -88,23 +88,38 @@ class _Banned(DecodingMethod):
         return scores
 
 
-def _run(harness, indices, method_class, monkeypatch, **attributes):
-    config = MethodConfig.from_model_args()
-    monkeypatch.setattr(MethodConfig, "decoder", lambda self, model, need_confidence=True: method_class(self, model))
+@dataclass(frozen=True)
+class _NoParameters(MethodParameters):
+    """The trial methods' parameters: none."""
+
+
+@pytest.fixture
+def trial_methods():
+    """Registers the trial decoders the public way (``register_method``) and removes them afterwards."""
+    for name, decoder in (("trial_twins", _Twins), ("trial_banned", _Banned)):
+        register_method(name, _NoParameters)(decoder)
+    yield
+    for name in ("trial_twins", "trial_banned"):
+        unregister_method(name)
+
+
+def _run(harness, indices, method_name, monkeypatch, **attributes):
+    config = MethodConfig.from_model_args(method=method_name)
+    decoder = config.decoder(harness.model)
     for name, value in attributes.items():
-        monkeypatch.setattr(method_class, name, value)
+        monkeypatch.setattr(type(decoder), name, value)
     return generate(harness.model, prompt_batch(harness.model, harness.inputs(indices)), config, SETTINGS)
 
 
-def test_a_method_written_against_the_contract_alone_runs_through_generate(harness, monkeypatch):
+def test_a_method_written_against_the_contract_alone_runs_through_generate(harness, monkeypatch, trial_methods):
     indices = [0, 1, 2]
     batch = prompt_batch(harness.model, harness.inputs(indices))
     baseline = generate(harness.model, batch, MethodConfig.from_model_args(), SETTINGS)
-    twins = _run(harness, indices, _Twins, monkeypatch)
+    twins = _run(harness, indices, "trial_twins", monkeypatch)
     assert [o.tokens for o in twins] == [o.tokens for o in baseline]
     assert [o.confidence for o in twins] == pytest.approx([o.confidence for o in baseline], abs=1e-6)
     banned_token = baseline[0].tokens[0]
-    banned = _run(harness, indices, _Banned, monkeypatch, banned=banned_token)
+    banned = _run(harness, indices, "trial_banned", monkeypatch, banned=banned_token)
     assert all(banned_token not in o.tokens for o in banned)
     assert banned[0].tokens[0] != baseline[0].tokens[0]
 

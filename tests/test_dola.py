@@ -18,9 +18,9 @@ from model_wrappers.methods.dola import (
     layer_divergence,
     lm_head_is_tied,
 )
-from model_wrappers.tiny_checkpoints import TinySpec, build_tiny_llava
 from tests.decoding_helpers import NEW_TOKENS, Harness
 from tests.model_fixtures import ARCHITECTURES
+from tests.tiny_checkpoints import TinySpec, build_tiny_llava
 
 
 @pytest.mark.parametrize(

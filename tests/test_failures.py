@@ -2,7 +2,7 @@
 
 lmms-eval 0.7.3's CLI catches an evaluation's exception, logs "Error during evaluation" and exits
 0. Runs that use this suite's models or tasks exit 1 instead, with a readable explanation
-(``model_wrappers.guards``). The CLI cases run the real lmms-eval entry point in subprocesses:
+(``model_wrappers.lmms_plugin.failure_exit``). The CLI cases run the real lmms-eval entry point in subprocesses:
 one console-script run, and one process that calls lmms-eval's CLI ``main`` once per case, exactly
 as the console script does (``sys.exit(main())``), to pay lmms-eval's import and task-index time
 only once.
@@ -19,18 +19,18 @@ from typing import Any
 
 import pytest
 
-from model_wrappers.guards import (
+from model_wrappers.launcher import launcher_shortfall
+from model_wrappers.llava import LlavaAdaptVis
+from model_wrappers.lmms_plugin.failure_exit import (
     explain_failure,
     explain_unknown_tasks,
     install_failure_exit,
     joined_with_bars,
-    launcher_shortfall,
     requested_subsets,
     stray_model_args,
     suite_task_subsets,
     uses_this_suite,
 )
-from model_wrappers.llava import LlavaAdaptVis
 from model_wrappers.methods import MethodArgumentError
 from tests.cli import LMMS_EVAL, base_env, lmms_eval_command
 

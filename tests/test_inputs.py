@@ -30,8 +30,8 @@ from model_wrappers.intervention import ImageKeyScaling, scale_image_keys
 from model_wrappers.llava import LlavaAdaptVis
 from model_wrappers.methods import MethodArgumentError
 from model_wrappers.qwen2_vl import Qwen2VLAdaptVis
-from model_wrappers.tiny_checkpoints import LLAVA_HF_IMAGE_TOKEN_ID
 from tests.spm_reference import SentencePieceBPE, reference_ids
+from tests.tiny_checkpoints import LLAVA_HF_IMAGE_TOKEN_ID
 
 TASK = "inputs_probe"
 PROMPTS = (

@@ -14,7 +14,7 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from model_wrappers.guards import INSTALL_DOCS, explain_failure
+from model_wrappers.lmms_plugin.failure_exit import INSTALL_DOCS, explain_failure
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "requirements.lock"

@@ -6,7 +6,7 @@ when ``lmms_eval.models`` is imported (before any ``TaskManager`` exists), and
 ``TaskManager.initialize_tasks(include_path, include_defaults)``. If a future lmms-eval changes
 any of these, a test here fails rather than the tasks silently disappearing.
 
-The failure exit (``model_wrappers.guards``) relies on the CLI building its ``TaskManager`` before
+The failure exit (``model_wrappers.lmms_plugin.failure_exit``) relies on the CLI building its ``TaskManager`` before
 it calls ``evaluator.simple_evaluate`` by attribute, with ``cli_args``, and catching only
 ``Exception``; a test here pins that too.
 """
@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from model_wrappers.guards import install_failure_exit
+from model_wrappers.lmms_plugin.failure_exit import install_failure_exit
 from model_wrappers.registry import MODEL_CLASSES, install_task_discovery
 from tests.cli import LMMS_EVAL, base_env
 from yaml_tasks import tasks_dir

@@ -124,7 +124,7 @@ def test_leaderboard_rows_carry_full_provenance(tmp_path, capsys):
 def test_results_json_written_by_lmms_eval_gets_the_suites_provenance(tmp_path):
     from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
 
-    from model_wrappers.provenance import install_results_provenance, provenance
+    from model_wrappers.lmms_plugin.provenance import install_results_provenance, provenance
 
     assert install_results_provenance() and install_results_provenance()  # idempotent
     tracker = EvaluationTracker(output_path=str(tmp_path))

@@ -21,8 +21,8 @@ from model_wrappers.llava import LlavaAdaptVis
 from model_wrappers.loading import load_checkpoint
 from model_wrappers.methods import MethodArgumentError
 from model_wrappers.qwen2_vl import Qwen2VLAdaptVis
-from model_wrappers.tiny_checkpoints import LLAVA_HF_IMAGE_TOKEN_ID, build_tiny_llava
 from tests.spm_reference import SentencePieceBPE, collapse_image_runs, reference_ids
+from tests.tiny_checkpoints import LLAVA_HF_IMAGE_TOKEN_ID, build_tiny_llava
 from tests.token_corpus import build_corpus
 
 PROMPT = (

@@ -1,6 +1,6 @@
 """A committed corpus of every LLaVA-1.5 prompt shape the suite sends, built through the tasks' own code.
 
-The authors' prompt files cannot be redistributed (``scripts/check_token_parity.py`` checks them
+The authors' prompt files cannot be redistributed (``tests/tools/check_token_parity.py`` checks them
 where they are available), so the token-id tests use prompts made the way the tasks make them:
 
 * the six WhatsUp subsets from ``adaptvis_tasks.synthetic`` -- every published option wording

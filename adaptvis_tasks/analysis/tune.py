@@ -39,6 +39,7 @@ from adaptvis_tasks.analysis.common import (
     run_tool,
 )
 from adaptvis_tasks.confidence import CONFIDENCE_RULES, adaptvis_alpha
+from adaptvis_tasks.families import families
 from adaptvis_tasks.scoring import mean
 
 SCALING_VIS_GRID = (0.5, 0.8, 1.2, 1.5, 2.0)
@@ -48,8 +49,8 @@ ALPHA1_GRID = (0.5, 0.8)
 ALPHA2_GRID = (1.2, 1.5, 2.0)
 """AdaptVis sharpening coefficients (alpha2 > 1) of the paper."""
 BETA_STEP = 0.05
-BETA_RANGES: dict[str, tuple[float, float]] = {"llava": (0.20, 0.55), "llava_next": (0.30, 0.65)}
-"""Appendix E.3 beta ranges per model family (``model_type`` in the trace): LLaVA-1.5, LLaVA-1.6."""
+BETA_RANGES: dict[str, tuple[float, float]] = {e.model_type: e.beta_range for e in families() if e.beta_range}
+"""Appendix E.3 beta ranges per model family (``model_type`` in the trace), from the family registry."""
 
 
 @dataclass
@@ -282,7 +283,8 @@ def reporting_task(task: str) -> str:
     return task[: -len("_val")] + "_test" if task.endswith("_val") else task
 
 
-WRAPPERS = {"llava": "llava_adaptvis", "llava_next": "llava_adaptvis", "qwen2_vl": "qwen2_vl_adaptvis"}
+WRAPPERS = {e.model_type: e.lmms_model for e in families()}
+"""The lmms-eval model of each family (``model_type`` in the trace), from the family registry."""
 
 
 def model_args(task: SweepTask, chosen: Scored, rule: str) -> str:

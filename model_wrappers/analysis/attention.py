@@ -39,12 +39,20 @@ import torch
 from PIL import Image
 
 from adaptvis_tasks.analysis.common import AnalysisError, csv_table, run_tool
-from adaptvis_tasks.confidence import CONFIDENCE_RULES, adaptvis_alpha
+from adaptvis_tasks.confidence import CONFIDENCE_RULES
+from adaptvis_tasks.families import families
 from adaptvis_tasks.images import open_rgb
-from model_wrappers.architectures import image_token_id, num_text_layers
-from model_wrappers.intervention import first_token_confidence
+from model_wrappers.architectures import image_token_id
+from model_wrappers.families import family_spec
+from model_wrappers.intervention import (
+    first_token_confidence,
+    register_attention_backend,
+    scoped,
+    text_attention_backend,
+)
 from model_wrappers.loading import load_checkpoint
-from model_wrappers.methods import parse_layers
+from model_wrappers.methods import MethodConfig, parse_layers
+from model_wrappers.methods.registry import method_names, method_spec
 from model_wrappers.prompting import chat_prompt, llava15_prompt
 
 PROBE_BACKEND = "adaptvis_probe"
@@ -91,25 +99,15 @@ def probe_attention(module, query, key, value, attention_mask, scaling=None, dro
 
 
 def register_probe_backend() -> str:
-    """Register ``adaptvis_probe`` (attention and eager's mask function) with transformers; idempotent."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    if PROBE_BACKEND not in ALL_ATTENTION_FUNCTIONS:
-        AttentionInterface.register(PROBE_BACKEND, probe_attention)
-    if PROBE_BACKEND not in ALL_MASK_ATTENTION_FUNCTIONS:
-        AttentionMaskInterface.register(PROBE_BACKEND, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
-    return PROBE_BACKEND
+    """Register ``adaptvis_probe`` (attention and eager's mask function) through the intervention's mechanism."""
+    return register_attention_backend(PROBE_BACKEND, probe_attention, mask_like="eager")
 
 
 @contextmanager
 def probing(probe: _Probe) -> Iterator[_Probe]:
-    token = _ACTIVE.set(probe)
-    try:
+    """Make ``probe`` the active probe for the block (the intervention's scoping, reset in ``finally``)."""
+    with scoped(_ACTIVE, probe):
         yield probe
-    finally:
-        _ACTIVE.reset(token)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,29 +138,7 @@ class Grid:
 def image_grid(model, inputs: dict[str, torch.Tensor], n_image_tokens: int) -> Grid:
     """The patch grid(s) behind the prompt's image tokens, from the checkpoint's own configuration."""
     model_type = model.config.model_type
-    if model_type == "qwen2_vl":
-        t, h, w = (int(v) for v in inputs["image_grid_thw"][0])
-        merge = int(model.config.vision_config.spatial_merge_size)
-        rows, cols = h // merge, w // merge
-        grid = Grid([("image", 0, rows * t, cols, cols)], n_image_tokens)
-    else:
-        vision = model.config.vision_config
-        side = int(vision.image_size) // int(vision.patch_size)
-        if model_type == "llava":
-            grid = Grid([("image", 0, side, side, side)], n_image_tokens)
-        else:
-            from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape, unpad_image
-
-            original = [int(v) for v in inputs["image_sizes"][0]]
-            tiles_h, tiles_w = get_anyres_image_grid_shape(
-                original, model.config.image_grid_pinpoints, int(vision.image_size)
-            )
-            dummy = torch.zeros(1, tiles_h * side, tiles_w * side)
-            rows, cols = unpad_image(dummy, torch.tensor(original)).shape[1:]
-            grid = Grid(
-                [("base", 0, side, side, side), ("tiles", side * side, int(rows), int(cols), int(cols) + 1)],
-                n_image_tokens,
-            )
+    grid = Grid(family_spec(model).image_grid(model, inputs), n_image_tokens)
     covered = sum(rows * stride for _, _, rows, _, stride in grid.parts)
     if covered != n_image_tokens:
         raise AnalysisError(
@@ -173,15 +149,8 @@ def image_grid(model, inputs: dict[str, torch.Tensor], n_image_tokens: int) -> G
 
 
 def model_view(model, processor, image: Image.Image, grid_part: tuple[str, int, int, int, int]) -> Image.Image:
-    """The image region a grid covers: LLaVA-1.5's centre crop, else the whole image."""
-    if model.config.model_type == "llava":
-        # CLIP preprocessing of LLaVA-1.5: shortest side to the vision tower's size, then a centre crop.
-        size = int(model.config.vision_config.image_size)
-        scale = size / min(image.size)
-        resized = image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))))
-        left, top = (resized.width - size) // 2, (resized.height - size) // 2
-        return resized.crop((left, top, left + size, top + size))
-    return image
+    """The image region a grid covers (the family's ``model_view``: LLaVA-1.5's centre crop, else the whole image)."""
+    return family_spec(model).model_view(model, image)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +179,7 @@ class AttentionResult:
 
 def build_prompt(model_type: str, processor, question: str) -> str:
     """The prompt the evaluation would use for this checkpoint family (``model_wrappers.prompting``)."""
-    if model_type == "llava":
+    if family_spec(model_type).default_prompt_style == "paper":
         return llava15_prompt(question, "question")
     return chat_prompt(processor, question, "question")
 
@@ -230,9 +199,10 @@ def run_attention(
 ) -> AttentionResult:
     """Two probed forward passes over the prompt (alpha = 1, then the method's alpha)."""
     register_probe_backend()
-    previous = model.config.get_text_config()._attn_implementation
-    model.set_attn_implementation({"text_config": PROBE_BACKEND})
-    try:
+    config = MethodConfig.from_model_args(
+        method=method, alpha=alpha, alpha1=alpha1, alpha2=alpha2, threshold=threshold, confidence_rule=confidence_rule
+    )
+    with text_attention_backend(model, PROBE_BACKEND):
         prompt = build_prompt(model.config.model_type, processor, question)
         inputs = processor(images=[image], text=[prompt], return_tensors="pt")
         inputs = {k: (v.to(model.device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
@@ -240,21 +210,14 @@ def run_attention(
             if key in inputs:
                 inputs[key] = inputs[key].to(model.dtype)
         image_columns = (inputs["input_ids"][0] == image_token_id(model)).cpu()
-        layers_all = list(range(num_text_layers(model)))
+        layers_all = list(range(len(family_spec(model).decoder_layers(model))))
         chosen_layers = None if intervened_layers is None else frozenset(intervened_layers)
         with torch.no_grad(), probing(_Probe(image_columns=image_columns)) as before:
             logits = model(**inputs).logits[:, -1, :]
         confidence = float(first_token_confidence(logits)[0])
-        if method == "baseline":
-            applied = 1.0
-        elif method == "scaling_vis":
-            applied = float(alpha)
-        else:
-            applied = adaptvis_alpha(confidence, float(threshold), float(alpha1), float(alpha2), confidence_rule)
+        applied = config.parameters.alpha_for(confidence, config)  # the methods' own alpha rule
         with torch.no_grad(), probing(_Probe(image_columns, alpha=applied, layers=chosen_layers)) as after:
             logits_after = model(**inputs).logits[0, -1, :].float().cpu()
-    finally:
-        model.set_attn_implementation({"text_config": previous})
     missing = [layer for layer in layers_all if layer not in before.captured or layer not in after.captured]
     if missing:
         raise AnalysisError(f"the probe saw no attention call for layer(s) {missing}; unsupported architecture?")
@@ -365,7 +328,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", required=True, help="checkpoint folder or hub id (LLaVA-1.5/1.6, Qwen2-VL)")
     parser.add_argument("--image", required=True, type=Path)
     parser.add_argument("--question", required=True, help="the question with its options, e.g. as in WhatsUp")
-    parser.add_argument("--method", choices=["baseline", "scaling_vis", "adapt_vis"], default="scaling_vis")
+    # The methods whose parameters choose one Eq. 2 alpha per sample (``alpha_for``), from the registry.
+    probed = [name for name in method_names() if hasattr(method_spec(name).parameters, "alpha_for")]
+    parser.add_argument("--method", choices=probed, default="scaling_vis")
     parser.add_argument("--alpha", type=float, help="scaling_vis coefficient")
     parser.add_argument("--alpha1", type=float)
     parser.add_argument("--alpha2", type=float)
@@ -379,7 +344,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_method(args: argparse.Namespace) -> None:
-    needed = {"scaling_vis": ("alpha",), "adapt_vis": ("alpha1", "alpha2", "threshold"), "baseline": ()}[args.method]
+    needed = method_spec(args.method).parameters.required
     missing = [f"--{name}" for name in needed if getattr(args, name) is None]
     if missing:
         raise AnalysisError(f"--method {args.method} needs {', '.join(missing)}")
@@ -393,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         image = open_rgb(args.image, what="--image")
         loaded = load_checkpoint(
             args.pretrained,
-            allowed_model_types=("llava", "llava_next", "qwen2_vl"),
+            allowed_model_types=tuple(entry.model_type for entry in families()),
             wrapper_name="adaptvis attention",
             device=torch.device(args.device),
             dtype=args.dtype,

@@ -21,6 +21,8 @@ import argparse
 import json
 from pathlib import Path
 
+from adaptvis_tasks.families import families
+
 DEFAULT_TEXTS = (
     "Where is the mug in relation to the knife? Answer with left, right, front or behind.",
     "Where is the beer bottle in relation to the armchair? Answer with left, right, on or under.",
@@ -92,6 +94,7 @@ def measure(loaded, images, texts, vision=None) -> dict[str, object]:
     import torch
 
     from adaptvis_tasks.images import to_rgb
+    from model_wrappers.families import family_spec
     from model_wrappers.prompting import chat_prompt, llava15_prompt
     from model_wrappers.vision import projector_module, text_embedding_norms, vision_inputs
 
@@ -103,7 +106,8 @@ def measure(loaded, images, texts, vision=None) -> dict[str, object]:
 
     for image in images:
         prompt = "Describe the image."
-        text = llava15_prompt(prompt) if loaded.model_type == "llava" else chat_prompt(processor, prompt, "norms")
+        paper = family_spec(loaded.model_type).default_prompt_style == "paper"
+        text = llava15_prompt(prompt) if paper else chat_prompt(processor, prompt, "norms")
         inputs = processor(images=[to_rgb(image)], text=[text], return_tensors="pt").to(model.device)
         keys = ["norms"] if vision is not None and vision.options.token_order == "shuffled" else None
         with torch.no_grad(), vision_inputs(model, vision, sample_keys=keys):
@@ -166,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         images = [Image.open(p) for p in _image_files(args.images)] if args.images else _generated_images()
         loaded = load_checkpoint(
             args.pretrained,
-            ("llava", "llava_next", "qwen2_vl"),
+            tuple(entry.model_type for entry in families()),
             "adaptvis norms",
             torch.device(args.device),
             dtype=args.dtype,

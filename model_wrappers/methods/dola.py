@@ -26,18 +26,58 @@ answer never depends on its batch neighbours (identical to the reference at batc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from transformers import RepetitionPenaltyLogitsProcessor
 
 from model_wrappers.architectures import PromptBatch, num_text_layers
+from model_wrappers.errors import MethodArgumentError
 from model_wrappers.intervention import first_token_confidence
-from model_wrappers.methods.config import MethodArgumentError
+from model_wrappers.methods.arguments import as_float, parse_dola_layers
 from model_wrappers.methods.contract import DecodingMethod, FirstToken, PromptState, StepOutput
+from model_wrappers.methods.registry import MethodParameters, register_method
 
 RELATIVE_TOP = 0.1
 """DoLa's relative-top threshold (``relative_top=0.1`` in its code and in transformers)."""
+DOLA_DEFAULTS = {"dola_layers": "high", "repetition_penalty": 1.2}
+"""``high``: transformers' DoLa guide recommends the high bucket for short-answer tasks (WhatsUp answers
+are one word); 1.2: the repetition penalty DoLa's authors recommend with DoLa."""
+
+
+@dataclass(frozen=True)
+class DoLaParameters(MethodParameters):
+    """``method=dola``: candidate premature layers (``low``, ``high`` or indices) and the repetition penalty (> 0)."""
+
+    dola_layers: str | tuple[int, ...] = DOLA_DEFAULTS["dola_layers"]
+    repetition_penalty: float = DOLA_DEFAULTS["repetition_penalty"]
+    layers_hint: ClassVar[str] = " (DoLa's early-exit layers are dola_layers=)"
+
+    @classmethod
+    def parse(cls, raw) -> DoLaParameters:
+        dola_layers, repetition_penalty = raw["dola_layers"], raw["repetition_penalty"]
+        layers = parse_dola_layers(DOLA_DEFAULTS["dola_layers"] if dola_layers is None else dola_layers)
+        penalty_value = DOLA_DEFAULTS["repetition_penalty"] if repetition_penalty is None else repetition_penalty
+        penalty = as_float("repetition_penalty", penalty_value)
+        if penalty <= 0:
+            raise MethodArgumentError(
+                f"repetition_penalty={repetition_penalty!r} must be > 0 (1 = no penalty; DoLa recommends 1.2)"
+            )
+        return cls(dola_layers=layers, repetition_penalty=penalty)
+
+    def describe(self, config) -> dict[str, object]:
+        layers = self.dola_layers if isinstance(self.dola_layers, str) else list(self.dola_layers)
+        return {"dola_layers": layers, "repetition_penalty": self.repetition_penalty}
+
+    def check_layers(self, num_layers: int) -> None:
+        if isinstance(self.dola_layers, tuple) and max(self.dola_layers) >= num_layers:
+            raise MethodArgumentError(
+                f"dola_layers={'|'.join(map(str, self.dola_layers))} names early-exit layer {max(self.dola_layers)}, "
+                f"but the language model has {num_layers} decoder layers: premature layers are 0..{num_layers - 1} "
+                f"(layer {num_layers} is the final, mature layer)"
+            )
 
 
 def candidate_layers(dola_layers: str | tuple[int, ...], num_layers: int, tied_embeddings: bool) -> tuple[int, ...]:
@@ -96,6 +136,7 @@ def contrast(final_logits: torch.Tensor, premature_logits: torch.Tensor) -> torc
     return (final - premature).masked_fill(final < threshold, -float("inf"))
 
 
+@register_method("dola", DoLaParameters)
 class DoLa(DecodingMethod):
     """``method=dola``: contrast the final layer with the most different candidate early exit, every step."""
 

@@ -7,21 +7,117 @@ logits. Eq. 2 itself lives in ``model_wrappers.intervention`` and is applied by
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import ClassVar
+
 import torch
 
+from model_wrappers.errors import MethodArgumentError
 from model_wrappers.intervention import adaptvis_alpha, first_token_confidence
+from model_wrappers.methods.arguments import as_float, parse_alpha_list, positive
 from model_wrappers.methods.contract import DecodingMethod, FirstToken, PromptState, SampleOutput
+from model_wrappers.methods.registry import MethodParameters, register_method
+
+PAPER_ALPHA_GRID = (0.5, 0.8, 1.2, 1.5, 2.0)
+"""The alpha grid of the paper (Sec. 4.2, Appendix E.3); the default of ``method=sweep``."""
 
 
+@dataclass(frozen=True)
+class BaselineParameters(MethodParameters):
+    """``method=baseline``: no parameters; ``layers=`` is accepted (and recorded) like Eq. 2's methods."""
+
+    uses_layers: ClassVar[bool] = True
+
+    def alpha_for(self, confidence: float | None, config) -> float:
+        """The alpha Eq. 2 applies to a sample with first-token confidence ``confidence``: 1 (no intervention)."""
+        return 1.0
+
+
+@dataclass(frozen=True)
+class ScalingVisParameters(MethodParameters):
+    """``method=scaling_vis``: the one alpha of Eq. 2 (> 0; < 1 smooths, > 1 sharpens)."""
+
+    alpha: float | None = None
+    required: ClassVar[tuple[str, ...]] = ("alpha",)
+    uses_layers: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, raw) -> ScalingVisParameters:
+        return cls(alpha=positive("alpha", raw["alpha"]))
+
+    def alpha_for(self, confidence: float | None, config) -> float:
+        """ScalingVis: the one alpha, whatever the confidence."""
+        return float(self.alpha)
+
+
+@dataclass(frozen=True)
+class AdaptVisParameters(MethodParameters):
+    """``method=adapt_vis``: Eq. 3 -- ``alpha1`` when ``C`` is below ``threshold`` (in [0, 1]), else ``alpha2``."""
+
+    alpha1: float | None = None
+    alpha2: float | None = None
+    threshold: float | None = None
+    required: ClassVar[tuple[str, ...]] = ("alpha1", "alpha2", "threshold")
+    uses_layers: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, raw) -> AdaptVisParameters:
+        threshold = as_float("threshold", raw["threshold"])
+        if not 0.0 <= threshold <= 1.0:
+            raise MethodArgumentError(
+                f"threshold={raw['threshold']!r} must lie in [0, 1] (it is compared with a probability)"
+            )
+        return cls(
+            alpha1=positive("alpha1", raw["alpha1"]), alpha2=positive("alpha2", raw["alpha2"]), threshold=threshold
+        )
+
+    def alpha_for(self, confidence: float | None, config) -> float:
+        """Eq. 3: ``alpha1`` below the threshold, else ``alpha2`` (``config.confidence_rule`` compares)."""
+        assert confidence is not None, "AdaptVis needs the confidence under alpha = 1"
+        return adaptvis_alpha(confidence, self.threshold, self.alpha1, self.alpha2, config.confidence_rule)
+
+    def describe(self, config) -> dict[str, object]:
+        return {
+            "alpha1": self.alpha1,
+            "alpha2": self.alpha2,
+            "threshold": self.threshold,
+            "confidence_rule": config.confidence_rule,
+        }
+
+
+@dataclass(frozen=True)
+class SweepParameters(MethodParameters):
+    """``method=sweep``: the alphas to decode besides 1 (default: the paper's grid)."""
+
+    alphas: tuple[float, ...] = field(default=PAPER_ALPHA_GRID)
+    uses_layers: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, raw) -> SweepParameters:
+        return cls() if raw["alphas"] is None else cls(alphas=parse_alpha_list(raw["alphas"]))
+
+    @property
+    def sweep_alphas(self) -> tuple[float, ...]:
+        """Alphas decoded in sweep mode: 1 first (the answer returned), then the listed ones."""
+        return (1.0, *(a for a in self.alphas if a != 1.0))
+
+    def describe(self, config) -> dict[str, object]:
+        return {"alphas": list(self.sweep_alphas)}
+
+
+@register_method("baseline", BaselineParameters)
 class Baseline(DecodingMethod):
     """Plain greedy decoding (the contract's defaults)."""
 
 
+@register_method("scaling_vis", ScalingVisParameters)
 class ScalingVis(DecodingMethod):
     """Eq. 2 with one fixed alpha at the last prompt token."""
 
     def chosen_alphas(self, confidence: list[float] | None, size: int) -> list[float]:
-        return [float(self.config.alpha)] * size
+        """Per row, the alpha the method's parameters choose (``alpha_for``)."""
+        values = confidence if confidence is not None else [None] * size
+        return [self.config.parameters.alpha_for(value, self.config) for value in values]
 
     def first_token(self, prompt: PromptState) -> FirstToken:
         confidence = None
@@ -34,18 +130,15 @@ class ScalingVis(DecodingMethod):
         return FirstToken(output.logits, confidence, list(alphas))
 
 
+@register_method("adapt_vis", AdaptVisParameters)
 class AdaptVis(ScalingVis):
     """Eq. 3: alpha1 or alpha2 per sample from the confidence under alpha = 1, then Eq. 2."""
 
     def __init__(self, config, model, need_confidence: bool = True) -> None:
         super().__init__(config, model, need_confidence=True)  # AdaptVis always needs C
 
-    def chosen_alphas(self, confidence: list[float] | None, size: int) -> list[float]:
-        assert confidence is not None
-        c = self.config
-        return [adaptvis_alpha(value, c.threshold, c.alpha1, c.alpha2, c.confidence_rule) for value in confidence]
 
-
+@register_method("sweep", SweepParameters)
 class Sweep(DecodingMethod):
     """Every alpha of the sweep for every sample, as one batch over a repeated prefix cache."""
 

@@ -19,14 +19,54 @@ VCD's contrast under greedy decoding, as the AdaptVis paper's comparison needs.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 import torch
 
 from model_wrappers.architectures import PromptBatch
+from model_wrappers.errors import MethodArgumentError
 from model_wrappers.intervention import first_token_confidence
-from model_wrappers.methods.config import VCD_NOISE_STEPS
+from model_wrappers.methods.arguments import as_float
 from model_wrappers.methods.contract import DecodingMethod, FirstToken, PromptState, StepOutput
+from model_wrappers.methods.registry import MethodParameters, register_method
+
+VCD_DEFAULTS = {"vcd_alpha": 1.0, "vcd_beta": 0.1, "vcd_noise_step": 500}
+"""VCD's own defaults (``--cd_alpha 1 --cd_beta 0.1 --noise_step 500`` in its evaluation scripts)."""
+VCD_NOISE_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class VCDParameters(MethodParameters):
+    """``method=vcd``: contrast weight ``vcd_alpha`` (>= 0), cutoff ``vcd_beta`` (in (0, 1]), noise step (0..999)."""
+
+    vcd_alpha: float = VCD_DEFAULTS["vcd_alpha"]
+    vcd_beta: float = VCD_DEFAULTS["vcd_beta"]
+    vcd_noise_step: int = VCD_DEFAULTS["vcd_noise_step"]
+
+    @classmethod
+    def parse(cls, raw) -> VCDParameters:
+        vcd_alpha, vcd_beta, vcd_noise_step = raw["vcd_alpha"], raw["vcd_beta"], raw["vcd_noise_step"]
+        alpha = VCD_DEFAULTS["vcd_alpha"] if vcd_alpha is None else as_float("vcd_alpha", vcd_alpha)
+        if alpha < 0:
+            raise MethodArgumentError(
+                f"vcd_alpha={vcd_alpha!r} must be >= 0 (the weight of the contrast; 0 is plain greedy decoding)"
+            )
+        beta = VCD_DEFAULTS["vcd_beta"] if vcd_beta is None else as_float("vcd_beta", vcd_beta)
+        if not 0.0 < beta <= 1.0:
+            raise MethodArgumentError(
+                f"vcd_beta={vcd_beta!r} must lie in (0, 1] (tokens with p < vcd_beta * max p are excluded)"
+            )
+        step: object = VCD_DEFAULTS["vcd_noise_step"] if vcd_noise_step is None else vcd_noise_step
+        if (
+            isinstance(step, bool)
+            or not re.fullmatch(r"\d+", str(step).strip())
+            or int(str(step).strip()) >= VCD_NOISE_STEPS
+        ):
+            raise MethodArgumentError(
+                f"vcd_noise_step={vcd_noise_step!r} must be an integer diffusion step in 0..{VCD_NOISE_STEPS - 1}"
+            )
+        return cls(vcd_alpha=alpha, vcd_beta=beta, vcd_noise_step=int(str(step).strip()))
 
 
 def noise_coefficients(noise_step: int) -> tuple[float, float]:
@@ -130,6 +170,7 @@ def contrast(real: torch.Tensor, noised: torch.Tensor, alpha: float, beta: float
     return scores.masked_fill(real < cutoff, -float("inf"))
 
 
+@register_method("vcd", VCDParameters)
 class VisualContrastiveDecoding(DecodingMethod):
     """``method=vcd``: real and noised image as two physical rows per sample, contrasted every step."""
 

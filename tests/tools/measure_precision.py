@@ -1,8 +1,8 @@
 """Measure how far half-precision first-token probabilities are from float32 under the intervention.
 
-    python scripts/measure_precision.py            # tiny LLaVA-1.5 with the real Llama vocabulary
+    python tests/tools/measure_precision.py            # tiny LLaVA-1.5 with the real Llama vocabulary
 
-Loads one tiny random LLaVA-1.5 checkpoint (``model_wrappers.tiny_checkpoints``; the Llama
+Loads one tiny random LLaVA-1.5 checkpoint (``tests/tiny_checkpoints.py``; the Llama
 vocabulary as in the tests) in float32, bfloat16 and float16 and, for the baseline and ScalingVis
 at the paper's alphas, reports the largest absolute difference from float32 of the first-token
 probability vector and of ``C`` (its maximum), over a batch of prompts and random images. It also
@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import torch
@@ -33,8 +33,8 @@ from model_wrappers.architectures import prompt_batch
 from model_wrappers.decoding import first_token_logits
 from model_wrappers.intervention import image_scaling_backend
 from model_wrappers.loading import load_checkpoint
-from model_wrappers.tiny_checkpoints import build_tiny_llava
 from tests.llama_vocabulary import load_llama_vocabulary
+from tests.tiny_checkpoints import build_tiny_llava
 
 ALPHAS = (None, 0.5, 0.8, 1.2, 1.5, 2.0)
 PROMPTS = [

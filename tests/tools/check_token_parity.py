@@ -4,7 +4,7 @@ The authors' prompt files (``prompts/*.jsonl`` of shiqichen17/AdaptVis: six What
 ``VSR_with_answer.jsonl``) cannot be redistributed, so CI checks a corpus of its own
 (``tests/test_token_parity.py``); this script runs the same check on the real files:
 
-    python scripts/check_token_parity.py path/to/AdaptVis/prompts [--sentencepiece-model tokenizer.model]
+    python tests/tools/check_token_parity.py path/to/AdaptVis/prompts [--sentencepiece-model tokenizer.model]
 
 For every row's ``question`` it compares, with the reference ids of ``tests/spm_reference.py``
 (``[1] + enc(text before <image>) + [32000] + enc(text after)``, each segment with the dummy prefix):
@@ -33,16 +33,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from PIL import Image
 
 from adaptvis_tasks.prompts import format_vsr_llava15_prompt, vsr_bare_prompt
 from model_wrappers.loading import load_checkpoint
-from model_wrappers.tiny_checkpoints import build_tiny_llava
 from tests.llama_vocabulary import load_llama_vocabulary
 from tests.spm_reference import SentencePieceBPE, collapse_image_runs, reference_ids
+from tests.tiny_checkpoints import build_tiny_llava
 
 _VSR_QUESTION = re.compile(r"Where (?:is|are) (?:the )?(?P<x>.+?) in relation to (?:the )?(?P<y>.+?)\?")
 

@@ -1,4 +1,4 @@
-"""Make failed and degraded runs of this suite loud: the failure exit and the launcher check.
+"""Make failed runs of this suite loud: the failure exit and the unknown-task exit (lmms-eval patches).
 
 **Failure exit.** lmms-eval 0.7.3's CLI (``lmms_eval.__main__.cli_evaluate``) catches every
 exception of an evaluation, prints it, logs "Error during evaluation" and returns normally, so the
@@ -11,17 +11,13 @@ and exits with status 1. Python-API calls, other models' and other tasks' runs a
 
 It cannot be installed when the entry point is loaded: lmms-eval imports the entry points while
 ``lmms_eval.evaluator`` is itself still being imported. The task-discovery hook
-(``registry.install_task_discovery``) therefore installs it when the CLI builds its
+(``lmms_plugin.task_discovery.install_task_discovery``) therefore installs it when the CLI builds its
 ``TaskManager``, which ``cli_evaluate_single`` does before it calls ``simple_evaluate``.
 ``tests/test_registration.py`` fails if a future lmms-eval changes what this relies on.
 
 An unknown ``--tasks`` name fails earlier, in the CLI's ``TaskManager.match_tasks`` call, and also
 ends in exit status 0; :func:`install_unknown_task_exit` wraps that method once (the entry point
 installs it) and, for this suite's runs, names close matches and exits 1.
-
-**Launcher check.** ``accelerate launch --num_processes N`` on a machine without GPUs starts one
-process unless ``--multi_gpu`` is given; :func:`launcher_shortfall` recognises that from the
-environment the launcher sets, so the wrapper can warn instead of silently running one process.
 """
 
 from __future__ import annotations
@@ -45,6 +41,7 @@ from adaptvis_tasks.data import (
     data_dir_from_env,
     local_split_files,
 )
+from model_wrappers.lmms_plugin.models import MODEL_CLASSES
 
 _MARKER = "__adaptvis_failure_exit__"
 FAILURE_EXIT_CODE = 1
@@ -124,8 +121,6 @@ def requested_subsets(tasks: Iterable[Any] | None) -> list[str]:
 
 def uses_this_suite(model: Any, tasks: Iterable[Any] | None) -> bool:
     """True when the run's model is one of this suite's or any requested task/group is one of its."""
-    from model_wrappers.registry import MODEL_CLASSES
-
     if isinstance(model, str):
         if model in MODEL_CLASSES:
             return True
@@ -343,8 +338,6 @@ def explain_unknown_tasks(unknown: list[str], model_name: Any, known: list[str])
     """The message for unknown ``--tasks`` names, or None when the run is not this suite's."""
     import difflib
 
-    from model_wrappers.registry import MODEL_CLASSES
-
     ours = list(suite_task_subsets())
     guesses = {name: difflib.get_close_matches(name, known, n=3, cutoff=0.8) for name in unknown}
     close_to_ours = any(guess in ours for names in guesses.values() for guess in names)
@@ -375,21 +368,3 @@ def _exit_after(error: Exception, report: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Launcher check
 # --------------------------------------------------------------------------------------------
-
-
-def launcher_shortfall(environ: Mapping[str, str]) -> str | None:
-    """A warning when ``accelerate launch`` was asked for several processes but started only this one.
-
-    accelerate's simple (single-process) launcher sets ``MASTER_ADDR``/``MASTER_PORT`` only when
-    ``--num_processes`` > 1 (or several machines) were requested, and never ``WORLD_SIZE``; its
-    multi-process launcher (torchrun) sets ``WORLD_SIZE``. So launcher variables plus
-    ``MASTER_ADDR`` without ``WORLD_SIZE`` mean that the extra processes were never started.
-    """
-    launched_by_accelerate = "ACCELERATE_DYNAMO_BACKEND" in environ or "ACCELERATE_MIXED_PRECISION" in environ
-    if not launched_by_accelerate or "WORLD_SIZE" in environ or "MASTER_ADDR" not in environ:
-        return None
-    return (
-        "accelerate launch was asked for several processes, but it started only this one: without GPUs, "
-        "accelerate starts several processes only with --multi_gpu (accelerate launch --multi_gpu "
-        "--num_processes N -m lmms_eval ...). This run continues as ONE process over all documents."
-    )

@@ -5,7 +5,7 @@ path that loads them (``from_pretrained`` of model, processor and tokenizer) mus
 These builders write complete checkpoint folders -- weights, config, a locally trained
 byte-level BPE tokenizer, image processor and chat template -- that load through exactly the
 same ``AutoConfig`` / ``AutoProcessor`` / ``*ForConditionalGeneration.from_pretrained`` calls
-as the real ones. They serve the tests, the benchmark and the embedded demo.
+as the real ones. They serve the tests and the benchmark; they are test support and do not ship in the wheel.
 
 The weights are random (seeded), so answers are meaningless; only shapes and mechanics are real.
 
@@ -25,14 +25,7 @@ from pathlib import Path
 
 import torch
 
-LLAVA15_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
-    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
-    " {% else %}ASSISTANT: {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-"""The shape of llava-hf's LLaVA-1.5 chat template (``USER: <image>\\n{text} ASSISTANT:``)."""
+from model_wrappers.chat_templates import LLAVA15_CHAT_TEMPLATE
 
 LLAVA_NEXT_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'user' %}[INST] "
@@ -247,7 +240,7 @@ def _save(model, processor, path: Path, generation_eos: int, pad_id: int) -> Pat
     model.save_pretrained(path)
     processor.save_pretrained(path)
     (path / "TINY_CHECKPOINT.json").write_text(
-        json.dumps({"note": "random weights built by model_wrappers.tiny_checkpoints"}) + "\n"
+        json.dumps({"note": "random weights built by tests/tiny_checkpoints.py"}) + "\n"
     )
     return path
 

@@ -36,7 +36,7 @@ def _version(distribution: str) -> str | None:
 
 def suite_git_hash() -> str | None:
     """This suite's commit: ``git rev-parse`` of a source checkout, else the pip VCS record, else None."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # model_wrappers/lmms_plugin/provenance.py -> the repository
     if (root / ".git").exists():
         try:
             out = subprocess.run(

@@ -1,0 +1,92 @@
+"""The lmms-eval wrappers' ``--model_args``: which names exist and how the wrapper's own values parse.
+
+Three groups of names, none written out by hand: the decoding method's (from the method registry,
+:func:`model_wrappers.methods.method_argument_names`), the vision options' (the parameters of
+:meth:`model_wrappers.vision.VisionOptions.from_model_args`) and the wrapper's own (the
+parameters of its ``__init__``). :func:`split_model_args` sorts the extra keyword arguments a
+wrapper receives into the first two groups and refuses anything else, listing every allowed name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+
+from model_wrappers.errors import MethodArgumentError
+from model_wrappers.methods import method_argument_names
+from model_wrappers.vision import VisionOptions
+
+
+def _parameter_names(function: Callable) -> tuple[str, ...]:
+    """Named parameters of ``function`` (no ``self``, ``cls`` or ``**kwargs``)."""
+    return tuple(
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if name not in ("self", "cls") and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+    )
+
+
+def vision_argument_names() -> tuple[str, ...]:
+    """The vision options' ``--model_args`` names."""
+    return _parameter_names(VisionOptions.from_model_args)
+
+
+def split_model_args(
+    wrapper_name: str, wrapper_init: Callable, extra: Mapping[str, object]
+) -> tuple[dict[str, object], dict[str, object]]:
+    """``extra`` (arguments the wrapper's ``__init__`` does not name) -> (method arguments, vision arguments).
+
+    Raises :class:`MethodArgumentError` for a name no group knows, listing every allowed name.
+    """
+    method_names, vision_names = method_argument_names(), vision_argument_names()
+    unknown = sorted(set(extra) - set(method_names) - set(vision_names))
+    if unknown:
+        own = _parameter_names(wrapper_init)
+        allowed = [*own[:1], *method_names, *vision_names, *own[1:]]
+        raise MethodArgumentError(
+            f"{wrapper_name}: unknown model argument(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
+    methods = {name: value for name, value in extra.items() if name in method_names}
+    vision = {name: value for name, value in extra.items() if name in vision_names}
+    return methods, vision
+
+
+def parse_batch_size(value: object) -> int:
+    """``batch_size``: a positive integer (lmms-eval's ``auto`` is not supported)."""
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise MethodArgumentError(
+            f"batch_size={value!r}: give a positive integer (automatic batch sizing is not supported)"
+        )
+    return int(text)
+
+
+def parse_pixels(name: str, value: object) -> int | None:
+    """``min_pixels`` / ``max_pixels``: a whole number of pixels, or ``None``."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text.isdigit():
+        raise MethodArgumentError(f"{name}={value!r}: give a positive whole number of pixels, e.g. {name}=1003520")
+    return int(text)
+
+
+def parse_eps(value: object) -> float | None:
+    """``rms_norm_eps``: a number, or ``None``."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MethodArgumentError(f"rms_norm_eps={value!r}: give a small positive number, e.g. 1e-6") from None
+
+
+def parse_bool(name: str, value: object) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, or a bool)."""
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise MethodArgumentError(f"{name}={value!r} must be true or false")
