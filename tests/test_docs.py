@@ -3,8 +3,9 @@
 Checked: markdown links (relative targets must exist, ``#anchors`` must be headings of the target),
 every path into one of the repository's own folders (``model_wrappers/trace.py``,
 ``tests/test_doctor.py::test_x``, ...), and that no doc or source file points outside the
-repository (``shared/``, ``../``, ``/work/``). Paths in other repositories (the authors'
-``model_zoo/llava15.py``) are not ours to check; the docs name their repository next to them.
+repository (``shared/``, ``../``, ``/work/``; links between the docs' own folders excepted). Paths in
+other repositories (the authors' ``model_zoo/llava15.py``) are not ours to check; the docs name their
+repository next to them.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 REPO_FOLDERS = ("adaptvis_tasks", "model_wrappers", "yaml_tasks", "tests", "docs", "benchmarks", "scripts")
 REPO_FILES = ("Makefile", "pyproject.toml", "constraints.txt", "requirements.lock", "README.md", ".ci/run")
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _REPO_PATH = re.compile(r"(?<![\w./-])((?:" + "|".join(REPO_FOLDERS) + r")/[\w./:*<>{}-]*)")
 _REPO_FILE = re.compile(r"`(" + "|".join(re.escape(name) for name in REPO_FILES) + r")`")
 _OUTSIDE = re.compile(r"shared/|\.\./|/work/")
+"""Checked after removing links between the docs' own folders (``../reference/TRACE.md``), which stay inside."""
 _PUBLIC = ("https://", "http://", "mailto:")
 
 
@@ -36,9 +38,18 @@ def _anchors(path: Path) -> set[str]:
     return {_slug(line.lstrip("#")) for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")}
 
 
+def _stays_inside(doc: Path, target: str) -> bool:
+    """A relative link whose target resolves to an existing path inside the repository."""
+    if target.startswith(_PUBLIC):
+        return False
+    resolved = (doc.parent / target.partition("#")[0]).resolve()
+    return resolved.exists() and ROOT in (resolved, *resolved.parents)
+
+
 def broken_references(doc: Path, text: str) -> list[str]:
     """Every reference in ``text`` (the contents of ``doc``) that does not resolve, with the reason."""
-    problems = [f"points outside the repository: {m.group(0)!r}" for m in _OUTSIDE.finditer(text)]
+    inside = _LINK.sub(lambda m: "" if _stays_inside(doc, m.group(1)) else m.group(0), text)
+    problems = [f"points outside the repository: {m.group(0)!r}" for m in _OUTSIDE.finditer(inside)]
     for target in _LINK.findall(text):
         if target.startswith(_PUBLIC):
             continue
@@ -58,7 +69,7 @@ def broken_references(doc: Path, text: str) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
+@pytest.mark.parametrize("doc", DOCS, ids=[str(doc.relative_to(ROOT)) for doc in DOCS])
 def test_every_reference_in_the_docs_resolves(doc: Path) -> None:
     assert broken_references(doc, doc.read_text(encoding="utf-8")) == []
 
@@ -68,7 +79,7 @@ def test_the_checker_catches_each_kind_of_broken_reference() -> None:
     # Made-up references of each kind; none of them names a real file.
     text = (
         "See `shared/made-up-notes.md`, [x](../elsewhere.md), [y](docs/NOPE.md), "
-        "[z](docs/TASKS.md#no-such-heading), `model_wrappers/nope.py` and tests/test_docs.py::test_ok.\n"
+        "[z](docs/guides/TASKS.md#no-such-heading), `model_wrappers/nope.py` and tests/test_docs.py::test_ok.\n"
     )
     problems = broken_references(readme, text)
     assert problems == [
@@ -76,11 +87,20 @@ def test_the_checker_catches_each_kind_of_broken_reference() -> None:
         "points outside the repository: '../'",
         "link target does not exist: ../elsewhere.md",
         "link target does not exist: docs/NOPE.md",
-        "no heading for anchor: docs/TASKS.md#no-such-heading",
+        "no heading for anchor: docs/guides/TASKS.md#no-such-heading",
         "path does not exist: docs/NOPE.md",
         "path does not exist: model_wrappers/nope.py",
     ]
-    assert broken_references(readme, "[ok](docs/TASKS.md#known-reference-quirks), [w](https://example.org/x)") == []
+    fine = "[ok](docs/guides/TASKS.md#known-reference-quirks), [w](https://example.org/x)"
+    assert broken_references(readme, fine) == []
+    inner = ROOT / "docs" / "guides" / "TASKS.md"
+    assert broken_references(inner, "[t](../reference/TRACE.md), [r](../../README.md)") == []
+    assert broken_references(inner, "[o](../../../outside.md)") == [
+        "points outside the repository: '../'",
+        "points outside the repository: '../'",
+        "points outside the repository: '../'",
+        "link target does not exist: ../../../outside.md",
+    ]
 
 
 def test_no_source_file_points_outside_the_repository() -> None:
