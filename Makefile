@@ -67,7 +67,7 @@ canary: $(LLAMA_VOCAB)
 	$(PYTHON) -m venv $(CANARY_VENV)
 	$(CANARY_VENV)/bin/python -m pip install -q pip==$(PIP_VERSION)
 	$(CANARY_VENV)/bin/python -m pip install -q $(TORCH_PINS)
-	$(CANARY_VENV)/bin/python -m pip install -q ".[test]"
+	$(CANARY_VENV)/bin/python -m pip install -q -e ".[test]"
 	$(if $(CANARY_FORCE),$(CANARY_VENV)/bin/python -m pip install -q $(CANARY_FORCE))
 	$(CANARY_VENV)/bin/python scripts/canary.py --lock requirements.lock --vocabulary $(LLAMA_VOCAB) --workers $(TEST_WORKERS)
 

@@ -35,7 +35,7 @@ def read_lock(path: Path) -> dict[str, str]:
             continue
         match = _PIN.match(line)
         if match is None:
-            raise ValueError(f"{path}:{number}: not a `name==version` pin: {raw!r} (regenerate the lock with `make lock`)")
+            raise ValueError(f"{path}:{number}: not a `name==version` pin: {raw!r} (regenerate it with `make lock`)")
         pins[canonical(match.group(1))] = match.group(2)
     return pins
 
@@ -68,9 +68,7 @@ def drift(lock: dict[str, str], present: dict[str, str]) -> list[Drift]:
     """Every package whose installed version differs from the lock, sorted by name."""
     names = (set(lock) | set(present)) - IGNORED
     return [
-        Drift(name, lock.get(name), present.get(name))
-        for name in sorted(names)
-        if lock.get(name) != present.get(name)
+        Drift(name, lock.get(name), present.get(name)) for name in sorted(names) if lock.get(name) != present.get(name)
     ]
 
 

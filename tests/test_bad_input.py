@@ -154,6 +154,7 @@ def test_unusable_image_stops_the_wrapper_naming_task_doc_file_and_fix(
     )
 
 
+@pytest.mark.e2e
 def test_lmms_eval_cli_stops_on_a_missing_image_with_our_message_and_writes_no_results(
     tiny_checkpoints: dict[str, Path], make_mirror: Callable[..., Any], tmp_path: Path
 ) -> None:

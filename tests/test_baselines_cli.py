@@ -13,6 +13,8 @@ from model_wrappers.trace import read_trace
 from tests.cli import base_env, lmms_eval_command, run_lmms_eval
 from tests.test_cli_end_to_end import WHATSUP_SUBSETS
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.mark.parametrize(
     ("model", "checkpoint", "method_args", "describe", "subsets"),

@@ -167,6 +167,7 @@ def test_missing_extras_weights_stop_the_load_naming_the_file(checkpoints, tmp_p
         _load(broken)
 
 
+@pytest.mark.e2e
 def test_original_multilayer_norm_checkpoint_runs_whatsup_with_adapt_vis_and_shuffled_sweep(
     checkpoints, synthetic_mirror, tmp_path
 ):

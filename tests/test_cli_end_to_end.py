@@ -16,6 +16,8 @@ from adaptvis_tasks.prompts import format_llava15_prompt
 from model_wrappers.trace import read_trace
 from tests.cli import Run, base_env, lmms_eval_command, run_lmms_eval
 
+pytestmark = pytest.mark.e2e
+
 ADAPT_VIS = "method=adapt_vis,alpha1=0.5,alpha2=1.5,threshold=0.3"
 WHATSUP_SUBSETS = ("controlled_a", "controlled_b", "coco_one", "coco_two", "vg_one", "vg_two")
 

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 REPO_FOLDERS = ("adaptvis_tasks", "model_wrappers", "yaml_tasks", "tests", "docs", "benchmarks", "scripts")
-REPO_FILES = ("Makefile", "pyproject.toml", "constraints.txt", "README.md", ".ci/run")
+REPO_FILES = ("Makefile", "pyproject.toml", "constraints.txt", "requirements.lock", "README.md", ".ci/run")
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 _REPO_PATH = re.compile(r"(?<![\w./-])((?:" + "|".join(REPO_FOLDERS) + r")/[\w./:*<>{}-]*)")
 _REPO_FILE = re.compile(r"`(" + "|".join(re.escape(name) for name in REPO_FILES) + r")`")

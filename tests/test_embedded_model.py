@@ -44,16 +44,19 @@ def embedded_run(tmp_path_factory):
     return run_lmms_eval(command, base_env(), output, timeout=1200)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("task", TEST_TASKS)
 def test_baseline_strict_accuracy_is_far_above_chance(embedded_run, task):
     assert embedded_run.metric(task, "strict_accuracy") >= BASELINE_STRICT_BAR
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("task", SHUFFLED_TASKS)
 def test_accuracy_falls_to_near_chance_when_images_are_shuffled(embedded_run, task):
     assert embedded_run.metric(task, "strict_accuracy") <= SHUFFLED_STRICT_CEILING
 
 
+@pytest.mark.e2e
 def test_answers_are_one_relation_word(embedded_run):
     answers = embedded_run.answers("whatsup_synthetic_a_test").values()
     assert {answer.strip() for answer in answers} <= {"Left", "Right", "On", "Under", "Front", "Behind"}
@@ -88,6 +91,7 @@ def _trainer():
     return module
 
 
+@pytest.mark.e2e
 def test_training_script_is_deterministic(tmp_path):
     trainer = _trainer()
     small = ["--steps", "3", "--stage1-steps", "1", "--eval-every", "3", "--dev-per-relation", "1"]

@@ -20,6 +20,8 @@ from adaptvis_tasks import whatsup_synthetic as gen
 from model_wrappers.loading import load_checkpoint
 from model_wrappers.vision import EXTRAS_FIELD, EXTRAS_WEIGHTS
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--text-hidden", "64", "--vision-hidden", "64", "--batch-size", "4", "--vocab-size", "600"]
 

@@ -187,6 +187,7 @@ MODEL_ARGUMENT_CASES = {
 }
 
 
+@pytest.mark.e2e
 def test_failed_runs_of_this_suite_exit_1_with_a_readable_message(
     tiny_llava: Path, synthetic_mirror: Any, tmp_path: Path
 ) -> None:
@@ -227,6 +228,7 @@ def test_failed_runs_of_this_suite_exit_1_with_a_readable_message(
     assert not list(output.rglob("*_results.json"))
 
 
+@pytest.mark.e2e
 def test_missing_configs_of_a_group_are_all_named_with_one_doctor_command(
     tiny_llava: Path, make_mirror: Callable[..., Any], tmp_path: Path
 ) -> None:

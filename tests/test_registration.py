@@ -18,6 +18,8 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
+import pytest
+
 from model_wrappers.lmms_plugin.failure_exit import install_failure_exit
 from model_wrappers.registry import MODEL_CLASSES, install_task_discovery
 from tests.cli import LMMS_EVAL, base_env
@@ -44,6 +46,7 @@ def test_lmms_eval_resolves_both_model_names_to_our_classes():
         assert manifest.simple_class_path == path and manifest.chat_class_path is None
 
 
+@pytest.mark.e2e
 def test_importing_lmms_eval_models_makes_a_default_task_manager_index_our_tasks():
     """In a fresh interpreter: the order lmms-eval's CLI imports things in."""
     code = (
@@ -92,6 +95,7 @@ def test_include_path_fallback_finds_the_tasks_without_the_hook():
     assert printed.stdout.strip() == tasks_dir()
 
 
+@pytest.mark.e2e
 def test_lmms_eval_cli_lists_every_task_and_group():
     out = subprocess.run([LMMS_EVAL, "--tasks", "list"], capture_output=True, text=True, env=base_env(), timeout=300)
     listed = out.stdout + out.stderr

@@ -21,6 +21,8 @@ import pytest
 from model_wrappers.trace import read_trace
 from tests.cli import base_env, lmms_eval_command, read_run, run_lmms_eval, stable_results
 
+pytestmark = pytest.mark.e2e
+
 ACCELERATE = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
 ADAPT_VIS = "method=adapt_vis,alpha1=0.5,alpha2=1.5,threshold=0.3"
 

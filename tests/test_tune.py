@@ -195,6 +195,7 @@ def _evaluate(checkpoint: Path, model_args: str, task: str) -> dict:
     }
 
 
+@pytest.mark.e2e
 def test_tuned_predictions_equal_real_adaptvis_and_scalingvis_runs(tmp_path, tiny_llava, make_mirror, monkeypatch):
     mirror = make_mirror(rows={**SMALL_ROWS, "Controlled_A": 80})  # 16 validation documents
     monkeypatch.setenv(DATA_DIR_ENV, str(mirror.data_dir))

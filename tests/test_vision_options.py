@@ -283,6 +283,7 @@ def test_options_combine_with_every_method_through_the_api(llava, method):
     assert [o.tokens for o in again] == [o.tokens for o in changed]
 
 
+@pytest.mark.e2e
 def test_vision_norm_and_vision_layer_complete_whatsup_with_adapt_vis(tiny_checkpoints, synthetic_mirror, tmp_path):
     args = (
         f"pretrained={tiny_checkpoints['llava']},device=cpu,method=adapt_vis,alpha1=0.5,alpha2=1.5,threshold=0.3,"

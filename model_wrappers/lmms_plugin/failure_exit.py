@@ -29,6 +29,7 @@ import re
 import sys
 import traceback
 from collections.abc import Iterable, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from model_wrappers.lmms_plugin.models import MODEL_CLASSES
 _MARKER = "__adaptvis_failure_exit__"
 FAILURE_EXIT_CODE = 1
 _UNPACK_ERROR = re.compile(r"(not enough|too many) values to unpack")
+INSTALL_DOCS = "docs/INSTALL.md in the adaptvis-eval repository"
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,6 +181,7 @@ def explain_failure(error: BaseException, model_args: Any = None, tasks: Iterabl
         )
         if stray:
             lines.append(f"  Did you mean: --model_args '{joined_with_bars(model_args)}'")
+    lines.extend(import_failure_lines(error))
     if any(isinstance(link, DataSetupError) for link in _chain(error)):
         subsets = requested_subsets(tasks)
         if subsets:
@@ -196,6 +199,56 @@ def explain_failure(error: BaseException, model_args: Any = None, tasks: Iterabl
         "adaptvis-eval makes failed runs of its models and tasks exit non-zero)."
     )
     return "\n".join(lines)
+
+
+def _distribution(module: str) -> tuple[str, str] | None:
+    """(distribution name, installed version) of the package that provides top-level ``module``."""
+    top = module.split(".")[0]
+    names = metadata.packages_distributions().get(top, [])
+    for name in names:
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _importing_module(error: BaseException) -> str | None:
+    """The dotted module (``lmms_eval.evaluator``) whose code ran the failing import, from the traceback."""
+    frames = traceback.extract_tb(error.__traceback__)
+    for frame in reversed(frames):
+        parts = Path(frame.filename).with_suffix("").parts
+        if "site-packages" in parts:
+            return ".".join(parts[parts.index("site-packages") + 1 :])
+    return None
+
+
+def import_failure_lines(error: BaseException) -> list[str]:
+    """For an import error inside lmms-eval or a dependency: the package involved, its version, the fix.
+
+    Such a failure almost always means a dependency release the suite was not tested with (for
+    example filelock 4.3, which removed the ``filelock._api`` module that lmms-eval 0.7.3 imports).
+    """
+    failure = next((link for link in _chain(error) if isinstance(link, ImportError)), None)
+    if failure is None or not failure.name:
+        return []
+    lines = []
+    provider = _distribution(failure.name)
+    where = _importing_module(failure)
+    importer = _distribution(where) if where else None
+    place = f" in {where}" + (f" ({importer[0]} {importer[1]})" if importer else "") if where else ""
+    if provider is not None:
+        lines.append(
+            f"  An import failed{place}: {failure.name!r} is not in the installed {provider[0]} {provider[1]}. "
+            f"This release of {provider[0]} is probably newer than the suite supports."
+        )
+    else:
+        lines.append(f"  An import failed{place}: no installed package provides {failure.name!r}.")
+    lines.append(
+        "  Install the tested versions (`pip install -r requirements.lock`, or `make test` in a checkout), "
+        f"or see {INSTALL_DOCS} for the versions that are tested and those that are only allowed."
+    )
+    return lines
 
 
 def doctor_command(subsets: Iterable[str]) -> str:

@@ -164,6 +164,9 @@ class Sweep(DecodingMethod):
             variants = range(row * len(alphas), (row + 1) * len(alphas))
             answers = {alpha: tokens[k] for alpha, k in zip(alphas, variants, strict=True)}
             per_alpha = {alpha: self.variant_confidence[k] for alpha, k in zip(alphas, variants, strict=True)}
+            # C at alpha = 1 is the baseline's C: the un-repeated batch's value, not the variant row's, which
+            # a batch of another shape can round differently (2e-6 seen on AVX2 CPUs).
+            per_alpha[1.0] = confidence
             outputs.append(
                 SampleOutput(
                     tokens=answers[1.0], alpha=1.0, confidence=confidence, sweep=answers, sweep_confidence=per_alpha
