@@ -57,6 +57,7 @@ def adaptvis_generate(
     vision_layer: str | int | list[int] | None = None,
     vision_token_order: str = "normal",
     tokenizer=None,
+    **method_arguments: object,
 ) -> list[SampleOutput]:
     """Greedy-decode the prompts in ``inputs`` (a processor's output) with an AdaptVis method or a baseline.
 
@@ -73,6 +74,10 @@ def adaptvis_generate(
     options (docs/VISION.md); ``vision_norm=mean|median|max`` needs the ``tokenizer`` (it measures
     the text-embedding norms of its ordinary tokens). ``shuffled`` seeds each row's permutation from
     a hash of that row's token ids and pixels.
+
+    ``method_arguments``: ``pai`` (``pai_alpha`` 0.2, ``pai_gamma`` 1.1, ``pai_start_layer`` 2,
+    ``pai_end_layer`` the layer count) and ``vaf`` (``vaf_enhance`` 1.15, ``vaf_suppress`` 0.95,
+    ``vaf_layers`` 9-14) take their arguments by keyword (docs/METHODS.md).
     """
     config = MethodConfig.from_model_args(
         method=method,
@@ -88,6 +93,7 @@ def adaptvis_generate(
         vcd_noise_step=vcd_noise_step,
         dola_layers=dola_layers,
         repetition_penalty=repetition_penalty,
+        **method_arguments,
     )
     config.check_layers(num_text_layers(model))
     options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)

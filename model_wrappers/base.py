@@ -33,6 +33,7 @@ from model_wrappers.guards import launcher_shortfall
 from model_wrappers.intervention import enable_image_attention_scaling
 from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
+from model_wrappers.methods.config import MODULE_METHOD_ARGUMENTS
 from model_wrappers.trace import TraceWriter, run_fingerprint
 from model_wrappers.vision import VisionOptions, vision_inputs
 
@@ -201,13 +202,15 @@ class AdaptVisLMM(lmms):
         **unknown: object,
     ) -> None:
         super().__init__()
+        method_arguments = {name: unknown.pop(name) for name in list(unknown) if name in MODULE_METHOD_ARGUMENTS}
         if unknown:
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
                 "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vcd_alpha, vcd_beta, "
                 "vcd_noise_step, dola_layers, repetition_penalty, vision_norm, vision_layer, vision_token_order, "
                 "trace, resume, device, dtype, batch_size, attn_implementation, revision, trust_remote_code, "
-                "prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps"
+                "prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps, "
+                + ", ".join(sorted(MODULE_METHOD_ARGUMENTS))
             )
         self.method = MethodConfig.from_model_args(
             method=method,
@@ -223,6 +226,7 @@ class AdaptVisLMM(lmms):
             vcd_noise_step=vcd_noise_step,
             dola_layers=dola_layers,
             repetition_penalty=repetition_penalty,
+            **method_arguments,
         )
         vision_options = VisionOptions.from_model_args(vision_norm, vision_layer, vision_token_order)
         self.batch_size_per_gpu = _parse_batch_size(batch_size)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from model_wrappers.methods.contract import DecodingMethod
 
-METHODS = ("baseline", "scaling_vis", "adapt_vis", "sweep", "vcd", "dola")
+METHODS = ("baseline", "scaling_vis", "adapt_vis", "sweep", "vcd", "dola", "pai", "vaf")
 PAPER_ALPHA_GRID = (0.5, 0.8, 1.2, 1.5, 2.0)
 """The alpha grid of the paper (Sec. 4.2, Appendix E.3); the default of ``method=sweep``."""
 
@@ -32,7 +32,12 @@ _METHOD_ARGUMENTS = {
     "sweep": {"alphas"},
     "vcd": {"vcd_alpha", "vcd_beta", "vcd_noise_step"},
     "dola": {"dola_layers", "repetition_penalty"},
+    # PAI / VAF: parameters, validation and describe() live in methods/pai.py and methods/vaf.py
+    "pai": {"pai_alpha", "pai_gamma", "pai_start_layer", "pai_end_layer"},
+    "vaf": {"vaf_enhance", "vaf_suppress", "vaf_layers"},
 }
+MODULE_METHOD_ARGUMENTS = frozenset(_METHOD_ARGUMENTS["pai"] | _METHOD_ARGUMENTS["vaf"])
+"""Arguments of the methods whose parameters a module of their own parses (``from_model_args(**...)``)."""
 _EQ2_METHODS = ("baseline", "scaling_vis", "adapt_vis", "sweep")
 """Methods for which ``layers=`` (where Eq. 2 acts) means something."""
 
@@ -50,6 +55,8 @@ _REQUIRED = {
     "sweep": (),
     "vcd": (),
     "dola": (),
+    "pai": (),
+    "vaf": (),
 }
 
 
@@ -179,6 +186,8 @@ class MethodConfig:
     vcd_noise_step: int | None = None
     dola_layers: str | tuple[int, ...] | None = None
     repetition_penalty: float | None = None
+    parameters: object | None = None
+    """``pai``/``vaf``: the method module's parameter object (``PaiParameters``/``VafParameters``)."""
 
     @classmethod
     def from_model_args(
@@ -196,8 +205,12 @@ class MethodConfig:
         vcd_noise_step: object = None,
         dola_layers: object = None,
         repetition_penalty: object = None,
+        **method_arguments: object,
     ) -> MethodConfig:
-        """Parse and validate raw ``--model_args`` values; raises :class:`MethodArgumentError`."""
+        """Parse and validate raw ``--model_args`` values; raises :class:`MethodArgumentError`.
+
+        ``method_arguments``: the ``pai_*`` / ``vaf_*`` arguments (:data:`MODULE_METHOD_ARGUMENTS`).
+        """
         from model_wrappers.intervention import CONFIDENCE_RULES
 
         if not isinstance(method, str) or method not in METHODS:
@@ -215,9 +228,12 @@ class MethodConfig:
                 ("vcd_noise_step", vcd_noise_step),
                 ("dola_layers", dola_layers),
                 ("repetition_penalty", repetition_penalty),
+                *method_arguments.items(),
             )
             if value is not None
         }
+        for name in sorted(set(method_arguments) - MODULE_METHOD_ARGUMENTS):
+            raise MethodArgumentError(f"unknown method argument {name}; allowed: {', '.join(sorted(MODULE_METHOD_ARGUMENTS))}")
         for name in sorted(given - _METHOD_ARGUMENTS[method]):
             users = [m for m, args in _METHOD_ARGUMENTS.items() if name in args]
             raise MethodArgumentError(
@@ -255,12 +271,15 @@ class MethodConfig:
             confidence_rule=str(confidence_rule),
             **(_vcd_arguments(vcd_alpha, vcd_beta, vcd_noise_step) if method == "vcd" else {}),
             **(_dola_arguments(dola_layers, repetition_penalty) if method == "dola" else {}),
+            parameters=_module_parameters(method, method_arguments),
         )
 
     def decoder(self, model, need_confidence: bool = True) -> DecodingMethod:
         """The object that runs this method inside ``decoding.generate`` (one per call)."""
         from model_wrappers.methods.dola import DoLa
+        from model_wrappers.methods.pai import Pai
         from model_wrappers.methods.scaling import AdaptVis, Baseline, ScalingVis, Sweep
+        from model_wrappers.methods.vaf import Vaf
         from model_wrappers.methods.vcd import VisualContrastiveDecoding
 
         implementations: dict[str, type[DecodingMethod]] = {
@@ -270,11 +289,15 @@ class MethodConfig:
             "sweep": Sweep,
             "vcd": VisualContrastiveDecoding,
             "dola": DoLa,
+            "pai": Pai,
+            "vaf": Vaf,
         }
         return implementations[self.method](self, model, need_confidence)
 
     def check_layers(self, num_layers: int) -> None:
-        """Fail early when ``layers`` or ``dola_layers`` names a layer the checkpoint does not have."""
+        """Fail early when ``layers``, ``dola_layers`` or a PAI/VAF layer names a layer the checkpoint does not have."""
+        if self.parameters is not None:
+            self.parameters.check_layers(num_layers)  # type: ignore[attr-defined]
         if self.layers is not None and self.layers and max(self.layers) >= num_layers:
             raise MethodArgumentError(
                 f"layers={format_layers(self.layers)} names layer {max(self.layers)}, but the language model has "
@@ -311,6 +334,8 @@ class MethodConfig:
         elif self.method == "dola":
             layers = self.dola_layers if isinstance(self.dola_layers, str) else list(self.dola_layers or ())
             out.update(dola_layers=layers, repetition_penalty=self.repetition_penalty)
+        elif self.parameters is not None:
+            out.update(self.parameters.describe())  # type: ignore[attr-defined]
         if self.method in _EQ2_METHODS:
             out["layers"] = "all" if self.layers is None else list(self.layers)
         return out
@@ -348,3 +373,16 @@ def _dola_arguments(dola_layers: object, repetition_penalty: object) -> dict[str
             f"repetition_penalty={repetition_penalty!r} must be > 0 (1 = no penalty; DoLa recommends 1.2)"
         )
     return {"dola_layers": layers, "repetition_penalty": penalty}
+
+
+def _module_parameters(method: str, method_arguments: dict[str, object]) -> object | None:
+    """The parameter object of a method that parses its own arguments (PAI, VAF), else ``None``."""
+    if method == "pai":
+        from model_wrappers.methods.pai import PaiParameters
+
+        return PaiParameters.from_model_args(**method_arguments)
+    if method == "vaf":
+        from model_wrappers.methods.vaf import VafParameters
+
+        return VafParameters.from_model_args(**method_arguments)
+    return None
