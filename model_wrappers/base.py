@@ -445,6 +445,8 @@ class AdaptVisLMM(lmms):
             record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
         if out.sweep_confidence is not None:
             record["confidences"] = {repr(alpha): value for alpha, value in out.sweep_confidence.items()}
+        if self.method.parameters is not None:  # methods whose module owns their parameters (PAI, VAF)
+            record["method_parameters"] = self.method.describe()
         record["doc"] = _json_columns(doc)
         return record
 

@@ -107,7 +107,7 @@ class LogitEdit:
         kv_len = key.shape[2]
         if self.rows_from.shape[0] != batch:
             raise RuntimeError(
-                f"the attention-logit edit covers {self.rows_from.shape[0]} rows but the attention call has batch {batch}"
+                f"the attention-logit edit covers {self.rows_from.shape[0]} rows; the attention call has {batch}"
             )
         start = kv_len - q_len
         device = query.device

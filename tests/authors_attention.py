@@ -98,7 +98,8 @@ class AuthorsReference:
         self.text_model = _load(path, "eager")  # PAI's text-only pass: its own model state and cache
         config = self.model.config
         self.image_token = config.image_token_id
-        self.image_markers = {getattr(config, n, None) for n in ("vision_start_token_id", "vision_end_token_id")} - {None}
+        markers = (getattr(config, name, None) for name in ("vision_start_token_id", "vision_end_token_id"))
+        self.image_markers = {marker for marker in markers if marker is not None}
 
     def inputs(self, index: int):
         text = prompt_text(self.processor, self.model_type, QUESTIONS[index])
@@ -140,7 +141,10 @@ class AuthorsReference:
                     uncond = self._call(self.text_model, None, input_ids=self.text_only_ids(inputs["input_ids"]))
                 else:
                     uncond = self._call(
-                        self.text_model, None, input_ids=torch.tensor([[tokens[-1]]]), past_key_values=uncond.past_key_values
+                        self.text_model,
+                        None,
+                        input_ids=torch.tensor([[tokens[-1]]]),
+                        past_key_values=uncond.past_key_values,
                     )
                 unconditional = torch.log_softmax(uncond.logits[:, -1, :].float(), dim=-1)
                 cutoff = torch.log(torch.tensor(0.1)) + scores.max(dim=-1, keepdim=True).values

@@ -14,7 +14,6 @@ from model_wrappers.logit_edit import LogitEdit
 from model_wrappers.methods import MethodArgumentError, MethodConfig
 from model_wrappers.methods.contract import DecodingMethod
 from model_wrappers.methods.pai import Pai, contrast, text_only_batch
-from model_wrappers.methods.vaf import Vaf
 from tests.authors_attention import AuthorsReference, prompt_text
 from tests.test_intervention import QUESTIONS, _image
 
@@ -339,7 +338,9 @@ def test_text_only_prompt_drops_the_image_and_its_markers(family):
 def test_the_lmms_eval_wrapper_takes_and_records_the_arguments(tiny_llava):
     from model_wrappers.llava import LlavaAdaptVis
 
-    wrapper = LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu", method="pai", pai_start_layer="1", pai_gamma="1.5")
+    wrapper = LlavaAdaptVis(
+        pretrained=str(tiny_llava), device="cpu", method="pai", pai_start_layer="1", pai_gamma="1.5"
+    )
     assert wrapper.method.describe()["pai_gamma"] == 1.5 and wrapper.method.parameters.start_layer == 1
     with pytest.raises(MethodArgumentError, match="vaf_layers=9-14 names layer 14"):
         LlavaAdaptVis(pretrained=str(tiny_llava), device="cpu", method="vaf")

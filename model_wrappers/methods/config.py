@@ -233,7 +233,9 @@ class MethodConfig:
             if value is not None
         }
         for name in sorted(set(method_arguments) - MODULE_METHOD_ARGUMENTS):
-            raise MethodArgumentError(f"unknown method argument {name}; allowed: {', '.join(sorted(MODULE_METHOD_ARGUMENTS))}")
+            raise MethodArgumentError(
+                f"unknown method argument {name}; allowed: {', '.join(sorted(MODULE_METHOD_ARGUMENTS))}"
+            )
         for name in sorted(given - _METHOD_ARGUMENTS[method]):
             users = [m for m, args in _METHOD_ARGUMENTS.items() if name in args]
             raise MethodArgumentError(

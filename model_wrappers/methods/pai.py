@@ -69,7 +69,9 @@ class PaiParameters:
         gamma = _as_float("pai_gamma", PAI_DEFAULTS["pai_gamma"] if pai_gamma is None else pai_gamma)
         if gamma <= 0:
             raise MethodArgumentError(f"pai_gamma={pai_gamma!r} must be > 0 (1 = no text-only contrast; PAI uses 1.1)")
-        start = _layer_index("pai_start_layer", PAI_DEFAULTS["pai_start_layer"] if pai_start_layer is None else pai_start_layer)
+        start = _layer_index(
+            "pai_start_layer", PAI_DEFAULTS["pai_start_layer"] if pai_start_layer is None else pai_start_layer
+        )
         end = None if pai_end_layer is None else _layer_index("pai_end_layer", pai_end_layer)
         if end is not None and end <= start:
             raise MethodArgumentError(
@@ -104,7 +106,7 @@ class PaiParameters:
 
 
 def contrast(conditional_logits: torch.Tensor, text_only_logits: torch.Tensor | None, gamma: float) -> torch.Tensor:
-    """``CFGLogits.__call__``: log-softmax, then (``gamma != 1``) the contrast with the text-only pass and the cutoff."""
+    """``CFGLogits.__call__``: log-softmax; for ``gamma != 1`` the contrast with the text-only pass, the cutoff."""
     scores = torch.log_softmax(conditional_logits.float(), dim=-1)
     if text_only_logits is None:
         return scores
