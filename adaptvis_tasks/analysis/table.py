@@ -69,8 +69,19 @@ def row_name(run: RunFiles) -> str:
     args = parse_model_args(run.results.get("config", {}).get("model_args", ""))
     checkpoint = Path(args.get("pretrained", run.results.get("model_name", "?"))).name
     method = args.get("method", "baseline")
-    coefficients = ",".join(f"{k}={args[k]}" for k in INTERVENTION_ARGS[1:] if k in args)
+    coefficients = ",".join(
+        [f"{k}={args[k]}" for k in INTERVENTION_ARGS[1:] if k in args] + _module_method_coefficients(args)
+    )
     return f"{checkpoint} {method}" + (f"({coefficients})" if coefficients else "")
+
+
+MODULE_METHOD_PREFIXES = ("pai_", "vaf_")
+"""``--model_args`` of the methods whose module owns their parameters (PAI, VAF), shown in row names."""
+
+
+def _module_method_coefficients(args: dict[str, str]) -> list[str]:
+    """``pai_*`` / ``vaf_*`` coefficients of a run, in the order given."""
+    return [f"{k}={v}" for k, v in args.items() if k.startswith(MODULE_METHOD_PREFIXES)]
 
 
 def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline: str | None) -> dict[str, Any]:
