@@ -67,3 +67,39 @@ def test_whatsup_and_vsr_complete_with_every_answer_traced(
             assert record["answer"] == answers[doc_id]
     assert 0.0 <= run.metric("vsr_zeroshot", "paper_f1") <= 1.0
     assert f"'method': '{method}'" in run.log
+
+
+ONE_SET = {
+    "baseline": "method=baseline",
+    "ScalingVis": "method=scaling_vis,alpha=0.5",
+    "AdaptVis": "method=adapt_vis,alpha1=0.5,alpha2=1.5,threshold=0.3",
+    "VCD": "method=vcd",
+    "DoLa": "method=dola,dola_layers=0",
+    "PAI": "method=pai,pai_start_layer=1",
+    "VAF": "method=vaf,vaf_layers=0-1",
+}
+
+
+def test_table_and_compare_cover_every_method_from_one_set_of_runs(tmp_path, tiny_llava, synthetic_mirror, capsys):
+    from model_wrappers import cli
+
+    env = base_env(synthetic_mirror.data_dir, synthetic_mirror.image_root)
+    outputs = []
+    for name, method_args in ONE_SET.items():
+        out = tmp_path / name
+        args = f"pretrained={tiny_llava},device=cpu,{method_args}"
+        command = lmms_eval_command(
+            "llava_adaptvis", args, "whatsup_controlled_a", out, "--batch_size", "4", "--log_samples"
+        )
+        run_lmms_eval(command, env, out)
+        outputs.append(str(out))
+    assert cli.main(["table", *outputs, "--names", ",".join(ONE_SET), "--baseline", "baseline"]) == 0
+    table = capsys.readouterr().out
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == list(ONE_SET), table
+    assert cli.main(["table", *outputs]) == 0
+    default_names = capsys.readouterr().out
+    assert "| llava pai(pai_start_layer=1) |" in default_names and "| llava vaf(vaf_layers=0-1) |" in default_names
+    assert cli.main(["compare", outputs[0], outputs[-2], outputs[-1], "--no-progress", "--bootstrap", "200"]) == 0
+    report = capsys.readouterr().out
+    assert "whatsup_controlled_a" in report
