@@ -177,6 +177,7 @@ class AdaptVisLMM(lmms):
         alphas: str | None = None,
         layers: str | None = None,
         confidence_rule: str = "paper_rounded",
+        gate_signal: str | None = None,
         vision_norm: str | float | None = None,
         vision_layer: str | int | None = None,
         vision_token_order: str = "normal",
@@ -206,10 +207,10 @@ class AdaptVisLMM(lmms):
         if unknown:
             raise MethodArgumentError(
                 f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
-                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vcd_alpha, vcd_beta, "
-                "vcd_noise_step, dola_layers, repetition_penalty, vision_norm, vision_layer, vision_token_order, "
-                "trace, resume, device, dtype, batch_size, attn_implementation, revision, trust_remote_code, "
-                "prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps, "
+                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, gate_signal, vcd_alpha, "
+                "vcd_beta, vcd_noise_step, dola_layers, repetition_penalty, vision_norm, vision_layer, "
+                "vision_token_order, trace, resume, device, dtype, batch_size, attn_implementation, revision, "
+                "trust_remote_code, prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps, "
                 + ", ".join(sorted(MODULE_METHOD_ARGUMENTS))
             )
         self.method = MethodConfig.from_model_args(
@@ -221,6 +222,7 @@ class AdaptVisLMM(lmms):
             alphas=alphas,
             layers=layers,
             confidence_rule=confidence_rule,
+            gate_signal=gate_signal,
             vcd_alpha=vcd_alpha,
             vcd_beta=vcd_beta,
             vcd_noise_step=vcd_noise_step,
@@ -445,6 +447,8 @@ class AdaptVisLMM(lmms):
             record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
         if out.sweep_confidence is not None:
             record["confidences"] = {repr(alpha): value for alpha, value in out.sweep_confidence.items()}
+        if getattr(out, "gate_values", None) is not None:  # AdaptVis and sweep: every gate signal under alpha = 1
+            record["gate_values"] = out.gate_values
         if self.method.parameters is not None:  # methods whose module owns their parameters (PAI, VAF)
             record["method_parameters"] = self.method.describe()
         record["doc"] = _json_columns(doc)

@@ -28,7 +28,7 @@ PAPER_ALPHA_GRID = (0.5, 0.8, 1.2, 1.5, 2.0)
 _METHOD_ARGUMENTS = {
     "baseline": set(),
     "scaling_vis": {"alpha"},
-    "adapt_vis": {"alpha1", "alpha2", "threshold"},
+    "adapt_vis": {"alpha1", "alpha2", "threshold", "gate_signal"},
     "sweep": {"alphas"},
     "vcd": {"vcd_alpha", "vcd_beta", "vcd_noise_step"},
     "dola": {"dola_layers", "repetition_penalty"},
@@ -181,6 +181,7 @@ class MethodConfig:
     alphas: tuple[float, ...] = field(default_factory=tuple)
     layers: tuple[int, ...] | None = None
     confidence_rule: str = "paper_rounded"
+    gate_signal: str = "max_prob"
     vcd_alpha: float | None = None
     vcd_beta: float | None = None
     vcd_noise_step: int | None = None
@@ -205,6 +206,7 @@ class MethodConfig:
         vcd_noise_step: object = None,
         dola_layers: object = None,
         repetition_penalty: object = None,
+        gate_signal: object = None,
         **method_arguments: object,
     ) -> MethodConfig:
         """Parse and validate raw ``--model_args`` values; raises :class:`MethodArgumentError`.
@@ -228,6 +230,7 @@ class MethodConfig:
                 ("vcd_noise_step", vcd_noise_step),
                 ("dola_layers", dola_layers),
                 ("repetition_penalty", repetition_penalty),
+                ("gate_signal", gate_signal),
                 *method_arguments.items(),
             )
             if value is not None
@@ -255,6 +258,13 @@ class MethodConfig:
             raise MethodArgumentError(
                 f"confidence_rule={confidence_rule!r} is not supported; allowed: {', '.join(CONFIDENCE_RULES)}"
             )
+        from adaptvis_tasks.confidence import GATE_SIGNALS
+
+        if gate_signal is not None and gate_signal not in GATE_SIGNALS:
+            raise MethodArgumentError(
+                f"gate_signal={gate_signal!r} is not supported; allowed: {', '.join(GATE_SIGNALS)} "
+                "(max_prob is the paper's C)"
+            )
         parsed_threshold = None
         if threshold is not None:
             parsed_threshold = _as_float("threshold", threshold)
@@ -271,6 +281,7 @@ class MethodConfig:
             alphas=parse_alpha_list(alphas) if alphas is not None else (PAPER_ALPHA_GRID if method == "sweep" else ()),
             layers=parse_layers(layers),
             confidence_rule=str(confidence_rule),
+            gate_signal="max_prob" if gate_signal is None else str(gate_signal),
             **(_vcd_arguments(vcd_alpha, vcd_beta, vcd_noise_step) if method == "vcd" else {}),
             **(_dola_arguments(dola_layers, repetition_penalty) if method == "dola" else {}),
             parameters=_module_parameters(method, method_arguments),
@@ -329,6 +340,8 @@ class MethodConfig:
                 threshold=self.threshold,
                 confidence_rule=self.confidence_rule,
             )
+            if self.gate_signal != "max_prob":  # the paper's signal is not named: old run fingerprints stay valid
+                out["gate_signal"] = self.gate_signal
         elif self.method == "sweep":
             out["alphas"] = list(self.sweep_alphas)
         elif self.method == "vcd":

@@ -7,10 +7,42 @@ logits. Eq. 2 itself lives in ``model_wrappers.intervention`` and is applied by
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
 from model_wrappers.intervention import adaptvis_alpha, first_token_confidence
 from model_wrappers.methods.contract import DecodingMethod, FirstToken, PromptState, SampleOutput
+
+
+@dataclass
+class GatedSampleOutput(SampleOutput):
+    """A :class:`SampleOutput` of AdaptVis or a sweep, plus every gate signal of its first token.
+
+    ``gate_values``: ``adaptvis_tasks.confidence.GATE_SIGNALS`` name -> value under alpha = 1
+    (recorded in the trace, so ``adaptvis tune`` can choose the signal and its threshold).
+    """
+
+    gate_values: dict[str, float] | None = None
+
+
+def first_token_gate_values(logits: torch.Tensor) -> list[dict[str, float]]:
+    """Per row, every gate signal of the first-token distribution (float32; ``max_prob`` is exactly ``C``)."""
+    probabilities = torch.softmax(logits.float(), dim=-1)
+    top = probabilities.topk(2, dim=-1).values
+    entropy = -torch.special.xlogy(probabilities, probabilities).sum(dim=-1)
+    normalized = 1 - entropy / math.log(probabilities.shape[-1])
+    return [
+        {"max_prob": float(best), "normalized_entropy": float(n), "top2_margin": float(best - second)}
+        for (best, second), n in zip(top.tolist(), normalized.tolist(), strict=True)
+    ]
+
+
+def _gated(outputs: list[SampleOutput], gates: list[dict[str, float]] | None) -> list[SampleOutput]:
+    if gates is None:
+        return outputs
+    return [GatedSampleOutput(**vars(out), gate_values=gate) for out, gate in zip(outputs, gates, strict=True)]
 
 
 class Baseline(DecodingMethod):
@@ -20,13 +52,17 @@ class Baseline(DecodingMethod):
 class ScalingVis(DecodingMethod):
     """Eq. 2 with one fixed alpha at the last prompt token."""
 
+    gates: list[dict[str, float]] | None = None
+
     def chosen_alphas(self, confidence: list[float] | None, size: int) -> list[float]:
         return [float(self.config.alpha)] * size
 
     def first_token(self, prompt: PromptState) -> FirstToken:
         confidence = None
         if self.need_confidence:
-            confidence = first_token_confidence(prompt.last_token().logits).tolist()
+            logits = prompt.last_token().logits
+            confidence = first_token_confidence(logits).tolist()
+            self.gates = first_token_gate_values(logits)
             prompt.retract()
         alphas = self.chosen_alphas(confidence, prompt.batch.batch_size)
         device = prompt.batch.input_ids.device
@@ -41,9 +77,14 @@ class AdaptVis(ScalingVis):
         super().__init__(config, model, need_confidence=True)  # AdaptVis always needs C
 
     def chosen_alphas(self, confidence: list[float] | None, size: int) -> list[float]:
-        assert confidence is not None
+        assert confidence is not None and self.gates is not None
         c = self.config
-        return [adaptvis_alpha(value, c.threshold, c.alpha1, c.alpha2, c.confidence_rule) for value in confidence]
+        # the paper's signal is C itself; another gate_signal compares its own value with beta
+        values = confidence if c.gate_signal == "max_prob" else [gate[c.gate_signal] for gate in self.gates]
+        return [adaptvis_alpha(value, c.threshold, c.alpha1, c.alpha2, c.confidence_rule) for value in values]
+
+    def results(self, tokens: list[list[int]], first: FirstToken) -> list[SampleOutput]:
+        return _gated(super().results(tokens, first), self.gates)
 
 
 class Sweep(DecodingMethod):
@@ -54,7 +95,9 @@ class Sweep(DecodingMethod):
         size = prompt.batch.batch_size
         # C is read from the un-repeated batch so that it is bit-identical to the baseline's and
         # AdaptVis's (one-pass tuning replays Eq. 3 on it); then every alpha runs as one batch.
-        confidence = first_token_confidence(prompt.last_token().logits).tolist()
+        logits = prompt.last_token().logits
+        confidence = first_token_confidence(logits).tolist()
+        self.gates = first_token_gate_values(logits)
         prompt.retract()
         prompt.repeat_rows(len(alphas))
         per_row = torch.tensor(alphas, device=prompt.batch.input_ids.device, dtype=torch.float32).repeat(size)
@@ -76,4 +119,4 @@ class Sweep(DecodingMethod):
                     tokens=answers[1.0], alpha=1.0, confidence=confidence, sweep=answers, sweep_confidence=per_alpha
                 )
             )
-        return outputs
+        return _gated(outputs, self.gates)
