@@ -106,3 +106,34 @@ def test_tune_chooses_the_threshold_of_another_signal_from_the_same_trace(tmp_pa
     with pytest.raises(tune.AnalysisError, match=r"old.jsonl:1: the sweep record has no gate_values\['top2_margin'\]"):
         tune.tune(_args(old, "--gate-signal", "top2_margin"))
     assert json.loads(trace.read_text().splitlines()[0])["gate_values"] == gates[0]
+
+
+def test_a_real_sweep_trace_tunes_another_signal_and_the_tuned_run_scores_as_predicted(
+    tmp_path, tiny_llava, make_mirror, monkeypatch
+):
+    from adaptvis_tasks.data import DATA_DIR_ENV, IMAGE_ROOT_ENV
+    from adaptvis_tasks.synthetic import SMALL_ROWS
+    from tests.test_tune import _evaluate
+
+    mirror = make_mirror(rows={**SMALL_ROWS, "Controlled_A": 80})  # 16 validation documents
+    monkeypatch.setenv(DATA_DIR_ENV, str(mirror.data_dir))
+    monkeypatch.setenv(IMAGE_ROOT_ENV, str(mirror.image_root))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    task = "whatsup_controlled_a_val"
+    trace = tmp_path / "val_sweep.jsonl"
+    _evaluate(tiny_llava, f"method=sweep,trace={trace}", task)
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert all(set(r["gate_values"]) == set(GATE_SIGNALS) for r in records)
+    assert all(r["gate_values"]["max_prob"] == r["confidence"] for r in records)
+    report = tune.tune(_args(trace, "--gate-signal", "top2_margin"))["tasks"][task]
+    adapt = [r for r in report["configurations"] if r["method"] == "adapt_vis"]
+    mixed = [r for r in adapt if 0 < r["n_alpha1"] < 16]
+    assert mixed, "the tiny model's margins should straddle some beta of the grid"
+    for params in (report["chosen"]["adapt_vis"]["params"], {k: mixed[len(mixed) // 2][k] for k in mixed[0]}):
+        params = {k: params[k] for k in ("alpha1", "alpha2", "threshold")}
+        predicted = next(r for r in adapt if all(r[k] == v for k, v in params.items()))
+        model_args = ",".join(
+            ["method=adapt_vis", "gate_signal=top2_margin", *(f"{k}={v!r}" for k, v in params.items())]
+        )
+        real = _evaluate(tiny_llava, model_args, task)
+        assert {k: predicted[k] for k in real} == real, params
