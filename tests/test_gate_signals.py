@@ -108,6 +108,7 @@ def test_tune_chooses_the_threshold_of_another_signal_from_the_same_trace(tmp_pa
     assert json.loads(trace.read_text().splitlines()[0])["gate_values"] == gates[0]
 
 
+@pytest.mark.e2e  # real lmms-eval runs (simple_evaluate), as in test_tune
 def test_a_real_sweep_trace_tunes_another_signal_and_the_tuned_run_scores_as_predicted(
     tmp_path, tiny_llava, make_mirror, monkeypatch
 ):
