@@ -10,6 +10,26 @@ from __future__ import annotations
 
 import numpy as np
 
+GATE_SIGNALS = ("max_prob", "normalized_entropy", "top2_margin")
+"""What AdaptVis compares with beta, each computed from the first-token distribution ``p`` under
+alpha = 1 and each higher when the model is more certain: ``max_prob`` = ``max p`` (the paper's
+``C``, the default); ``normalized_entropy`` = ``1 - H(p) / log V`` (1 = one token has all mass);
+``top2_margin`` = ``p_1 - p_2``, the gap between the two most likely tokens."""
+
+
+def gate_values(probabilities: np.ndarray) -> dict[str, float]:
+    """Every :data:`GATE_SIGNALS` value of one first-token distribution (float64; ``0 log 0 = 0``)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    top = np.sort(p)[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -float(np.sum(np.where(p > 0, p * np.log(p), 0.0)))
+    return {
+        "max_prob": float(top[0]),
+        "normalized_entropy": 1.0 - entropy / float(np.log(p.size)),
+        "top2_margin": float(top[0] - top[1]),
+    }
+
+
 CONFIDENCE_RULES = ("paper_rounded", "unrounded")
 """``paper_rounded``: the reference compares ``np.round(C, 2)`` with beta; ``unrounded``: ``C`` itself."""
 

@@ -1,4 +1,4 @@
-"""Cost of ScalingVis, AdaptVis, an alpha sweep and the VCD / DoLa baselines relative to greedy decoding.
+"""Cost of ScalingVis, AdaptVis, an alpha sweep and the VCD / DoLa / PAI / VAF baselines relative to greedy decoding.
 
 Realistic shape on CPU: a LLaVA-1.5-shaped checkpoint with 336 px images (576 image tokens),
 a 4-layer language model and WhatsUp-like prompts, answers of a few tokens (WhatsUp answers are
@@ -48,6 +48,9 @@ METHODS = {
     "sweep(5 alphas)": {"method": "sweep", "alphas": "0.5|0.8|1.2|1.5|2.0"},
     "vcd": {"method": "vcd"},
     "dola": {"method": "dola"},
+    # PAI in every layer (the authors edit 30 of 32), VAF in 2 of 4 (the authors: 6 of 32)
+    "pai": {"method": "pai", "pai_start_layer": 0},
+    "vaf": {"method": "vaf", "vaf_layers": "1-2"},
 }
 
 

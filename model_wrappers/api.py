@@ -53,7 +53,10 @@ def adaptvis_generate(
     ``alpha2``, ``threshold``), ``sweep`` (``alphas``, default the paper's grid), ``vcd``
     (``vcd_alpha`` 1, ``vcd_beta`` 0.1, ``vcd_noise_step`` 500 by default; ``sample_keys``, one
     string per prompt, seed its noise -- default: a hash of each prompt's token ids) or ``dola``
-    (``dola_layers`` high, ``repetition_penalty`` 1.2 by default). Batches must be
+    (``dola_layers`` high, ``repetition_penalty`` 1.2 by default), ``pai`` (``pai_alpha`` 0.2,
+    ``pai_gamma`` 1.1, ``pai_start_layer`` 2, ``pai_end_layer`` the layer count) or ``vaf``
+    (``vaf_enhance`` 1.15, ``vaf_suppress`` 0.95, ``vaf_layers`` 9-14); ``adapt_vis`` also takes
+    ``gate_signal`` (docs/METHODS.md). Batches must be
     left-padded (``processor.tokenizer.padding_side = "left"``). Returns one
     :class:`~model_wrappers.decoding.SampleOutput` per prompt: answer token ids, the alpha applied,
     the confidence under alpha = 1, and in sweep mode the answer for every alpha.

@@ -29,6 +29,7 @@ import torch
 
 from model_wrappers.architectures import PromptBatch
 from model_wrappers.intervention import ImageKeyScaling, image_attention_scaling
+from model_wrappers.logit_edit import attention_logit_edit
 from model_wrappers.methods import MethodConfig
 from model_wrappers.methods.contract import DecodingMethod, SampleOutput, StepOutput
 
@@ -139,6 +140,10 @@ class _Prompt:
         self.image_token_mask = _repeat_rows(self.image_token_mask, repeats, 0)
         self.last_prompt_token = _repeat_rows(self.last_prompt_token, repeats, 0)
 
+    def companion(self, batch: PromptBatch) -> _Prompt:
+        """Prefill another set of prompts (e.g. PAI's text-only prompts) into a cache of their own."""
+        return _Prompt(self.model, batch, hidden_states=False)
+
     def next_token(self, tokens: torch.Tensor) -> StepOutput:
         """Feed one generated token per row (``[rows]``) after the last prompt token."""
         self.steps += 1
@@ -198,13 +203,16 @@ def generate(
     keys = None if sample_keys is None else list(sample_keys)
     if keys is not None and len(keys) != batch.batch_size:
         raise ValueError(f"sample_keys has {len(keys)} entries for a batch of {batch.batch_size} prompts")
-    decoder = method.decoder(model, need_confidence)  # model_wrappers/methods/<scaling|vcd|dola>.py
-    # 1. prefill the physical rows the method asks for (VCD: real + noised image per sample)
-    prompt = _Prompt(model, decoder.prefill_batch(batch, keys), hidden_states=decoder.wants_hidden_states)
-    # 2. the last prompt token: where Eq. 2 acts, AdaptVis reads C, a sweep repeats the cache
-    first = decoder.first_token(prompt)
-    # 3. greedy decoding; the method turns every step's output into next-token scores
-    tokens = _greedy(prompt, decoder, first.scores, settings)
+    decoder = method.decoder(model, need_confidence)  # model_wrappers/methods/<scaling|vcd|dola|pai|vaf>.py
+    physical = decoder.prefill_batch(batch, keys)
+    # an attention-logit edit in force for every forward of this call (PAI, VAF; None for the others)
+    with attention_logit_edit(decoder.attention_edit(physical)):
+        # 1. prefill the physical rows the method asks for (VCD: real + noised image per sample)
+        prompt = _Prompt(model, physical, hidden_states=decoder.wants_hidden_states)
+        # 2. the last prompt token: where Eq. 2 acts, AdaptVis reads C, a sweep repeats the cache
+        first = decoder.first_token(prompt)
+        # 3. greedy decoding; the method turns every step's output into next-token scores
+        tokens = _greedy(prompt, decoder, first.scores, settings)
     return decoder.results(tokens, first)
 
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 
 from adaptvis_tasks.confidence import CONFIDENCE_RULES, adaptvis_alpha, compared_confidence  # noqa: F401 (re-exported)
+from model_wrappers.errors import MethodArgumentError
+from model_wrappers.logit_edit import active_logit_edit
 
 BACKEND_PREFIX = "adaptvis_"
 """Registered attention backends are named ``adaptvis_<base>``, e.g. ``adaptvis_sdpa``."""
@@ -115,6 +117,11 @@ def image_attention_scaling(scaling: ImageKeyScaling) -> Iterator[None]:
 
 def _scaled_backend(base: Callable) -> Callable:
     def attention_with_image_scaling(module, query, key, value, attention_mask, **kwargs):
+        edit = active_logit_edit()  # PAI / VAF (model_wrappers.logit_edit); never together with Eq. 2
+        if edit is not None and edit.applies_to(getattr(module, "layer_idx", None)):
+            if _ACTIVE_SCALING.get() is not None:
+                raise RuntimeError("an attention-logit edit and Eq. 2 key scaling are active at once")
+            return edit.attend(base, module, query, key, value, attention_mask, **kwargs)
         scaling = _ACTIVE_SCALING.get()
         if scaling is not None and scaling.applies_to(getattr(module, "layer_idx", None)):
             if query.shape[2] != 1:
@@ -173,6 +180,15 @@ def _text_config(model) -> object:
 def text_attention_implementation(model) -> str:
     """The attention implementation the language model of ``model`` currently uses."""
     return _text_config(model)._attn_implementation
+
+
+def require_adaptvis_backend(model, method: str) -> None:
+    """Refuse a model whose language model is not on ``adaptvis_sdpa``, where attention-logit edits act."""
+    if text_attention_implementation(model) != "adaptvis_sdpa":
+        raise MethodArgumentError(
+            f"method={method} edits attention logits through the adaptvis_sdpa backend; the language model uses "
+            f"{text_attention_implementation(model)!r}: load it with attn_implementation=sdpa"
+        )
 
 
 def enable_image_attention_scaling(model) -> str:

@@ -252,5 +252,7 @@ def trace_record(
         record["answers"] = {repr(alpha): decode(tokens) for alpha, tokens in out.sweep.items()}
     if out.sweep_confidence is not None:
         record["confidences"] = {repr(alpha): value for alpha, value in out.sweep_confidence.items()}
+    record.update(out.trace_fields())  # what the method adds (AdaptVis and sweep: gate_values)
+    record["method_parameters"] = method.describe()  # the method and its parameters, from its module
     record["doc"] = json_columns(doc)
     return record

@@ -14,7 +14,9 @@ from model_wrappers.decoding import DecodeSettings, generate
 from model_wrappers.methods import METHODS, MethodConfig, MethodParameters, register_method, unregister_method
 from model_wrappers.methods.contract import DecodingMethod, SampleOutput
 from model_wrappers.methods.dola import DoLa
+from model_wrappers.methods.pai import Pai
 from model_wrappers.methods.scaling import AdaptVis, Baseline, ScalingVis, Sweep
+from model_wrappers.methods.vaf import Vaf
 from model_wrappers.methods.vcd import VisualContrastiveDecoding
 from tests.decoding_helpers import Harness
 
@@ -26,6 +28,8 @@ EXAMPLES = {
     "sweep": ({}, Sweep),
     "vcd": ({}, VisualContrastiveDecoding),
     "dola": ({}, DoLa),
+    "pai": ({"pai_start_layer": 1}, Pai),
+    "vaf": ({"vaf_layers": "0-1"}, Vaf),
 }
 
 

@@ -182,3 +182,18 @@ def test_runs_with_the_same_name_form_one_row_and_overlaps_are_refused(tmp_path)
     assert merged["deltas"]["synthetic_b (test)|accuracy"] == pytest.approx(-10.0)
     with pytest.raises(table.AnalysisError, match="share the row name 'Baseline'"):
         table.build_table(runs, ["Baseline", "Baseline", "AdaptVis"], None)
+
+
+def test_pai_and_vaf_rows_are_labelled_with_their_coefficients(tmp_path, capsys):
+    scores = {"whatsup_controlled_a": {"accuracy": 0.5, "pair_accuracy": 0.25, "set_accuracy": 0.125}}
+    runs = [
+        _results(tmp_path / name / "r_results.json", f"pretrained=org/tiny,{args}", scores)
+        for name, args in (
+            ("pai", "method=pai,pai_alpha=0.5,pai_start_layer=1"),
+            ("vaf", "method=vaf,vaf_layers=9-14,device=cpu"),
+        )
+    ]
+    assert cli.main(["table", *map(str, runs)]) == 0
+    markdown = capsys.readouterr().out
+    assert "| tiny pai(pai_alpha=0.5,pai_start_layer=1) | 50.00 |" in markdown
+    assert "| tiny vaf(vaf_layers=9-14) | 50.00 |" in markdown

@@ -69,8 +69,19 @@ def row_name(run: RunFiles) -> str:
     args = parse_model_args(run.results.get("config", {}).get("model_args", ""))
     checkpoint = Path(args.get("pretrained", run.results.get("model_name", "?"))).name
     method = args.get("method", "baseline")
-    coefficients = ",".join(f"{k}={args[k]}" for k in INTERVENTION_ARGS[1:] if k in args)
+    coefficients = ",".join(
+        [f"{k}={args[k]}" for k in INTERVENTION_ARGS[1:] if k in args] + _own_coefficients(args, method)
+    )
     return f"{checkpoint} {method}" + (f"({coefficients})" if coefficients else "")
+
+
+def _own_coefficients(args: dict[str, str], method: str) -> list[str]:
+    """The run's arguments named after its method (``pai_*`` for ``method=pai``), in the order given.
+
+    A method's own arguments carry its name as prefix (docs/ADDING_A_METHOD.md), so row names need
+    no list of them (this tool imports no model code, hence not the method registry).
+    """
+    return [f"{k}={v}" for k, v in args.items() if k.startswith(f"{method}_")]
 
 
 def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline: str | None) -> dict[str, Any]:

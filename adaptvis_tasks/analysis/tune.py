@@ -38,7 +38,7 @@ from adaptvis_tasks.analysis.common import (
     read_jsonl,
     run_tool,
 )
-from adaptvis_tasks.confidence import CONFIDENCE_RULES, adaptvis_alpha
+from adaptvis_tasks.confidence import CONFIDENCE_RULES, GATE_SIGNALS, adaptvis_alpha
 from adaptvis_tasks.families import families
 from adaptvis_tasks.scoring import mean
 
@@ -64,6 +64,8 @@ class SweepDoc:
     line: int
     confidences: dict[float, float] | None = None
     """First-token confidence under each alpha (traces written since it was recorded; else None)."""
+    gate_values: dict[str, float] | None = None
+    """Every AdaptVis gate signal under alpha = 1 (``GATE_SIGNALS``; traces written since it was recorded)."""
 
 
 @dataclass
@@ -143,6 +145,7 @@ def load_sweep(path: str | Path, run: str | None = None) -> list[SweepTask]:
                 doc=record["doc"],
                 line=line,
                 confidences=confidences,
+                gate_values=record.get("gate_values"),
             )
         )
     if not tasks:
@@ -287,12 +290,33 @@ WRAPPERS = {e.model_type: e.lmms_model for e in families()}
 """The lmms-eval model of each family (``model_type`` in the trace), from the family registry."""
 
 
-def model_args(task: SweepTask, chosen: Scored, rule: str) -> str:
+OTHER_SIGNAL_BETAS = beta_grid(0.05, 0.95)
+"""Default beta grid for a gate signal other than ``max_prob`` (the paper gives ranges for C only)."""
+
+
+def with_gate_signal(tasks: list[SweepTask], signal: str, trace: Path) -> list[SweepTask]:
+    """Tasks whose documents carry ``signal`` as the value AdaptVis compares with beta."""
+    if signal == "max_prob":
+        return tasks
+    for task in tasks:
+        for doc in task.docs:
+            if not isinstance(doc.gate_values, dict) or not isinstance(doc.gate_values.get(signal), (int, float)):
+                raise AnalysisError(
+                    f"{trace}:{doc.line}: the sweep record has no gate_values[{signal!r}] (written by an older version "
+                    "of the suite); rerun the sweep with this version or tune with --gate-signal max_prob"
+                )
+            doc.confidence = float(doc.gate_values[signal])
+    return tasks
+
+
+def model_args(task: SweepTask, chosen: Scored, rule: str, signal: str = "max_prob") -> str:
     """The ``--model_args`` that reproduce ``chosen`` (with the sweep's checkpoint and layers)."""
     parts = [f"pretrained={task.pretrained or '<checkpoint>'}", f"method={chosen.method}"]
     parts += [f"{k}={v!r}" for k, v in chosen.params.items()]
     if chosen.method == "adapt_vis" and rule != "paper_rounded":
         parts.append(f"confidence_rule={rule}")
+    if chosen.method == "adapt_vis" and signal != "max_prob":
+        parts.append(f"gate_signal={signal}")
     if task.layers not in (None, "all"):
         parts.append(f"layers={task.layers}")
     return ",".join(parts)
@@ -319,6 +343,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "0.20-0.55, LLaVA-1.6 0.30-0.65; VSR: the mean of the two labels' average confidences)",
     )
     parser.add_argument("--confidence-rule", choices=CONFIDENCE_RULES, default="paper_rounded")
+    parser.add_argument(
+        "--gate-signal",
+        choices=GATE_SIGNALS,
+        default="max_prob",
+        help="what AdaptVis compares with beta (default: the paper's C; others default to betas 0.05-0.95)",
+    )
     parser.add_argument("--run", help="the run fingerprint to use when the trace holds several sweep runs")
     parser.add_argument(
         "--any-split", action="store_true", help="allow a trace of a test or full split (tuning on test leaks)"
@@ -342,12 +372,15 @@ def _betas_for(task: SweepTask, explicit: tuple[float, ...] | None) -> tuple[tup
 
 def tune(args: argparse.Namespace) -> dict[str, Any]:
     """Score every configuration of every task in the trace; the JSON-ready report."""
-    tasks = load_sweep(args.trace, args.run)
+    signal = getattr(args, "gate_signal", "max_prob")
+    tasks = with_gate_signal(load_sweep(args.trace, args.run), signal, args.trace)
     scaling = parse_float_list(args.alphas, "--alphas")
     alpha1s = parse_float_list(args.alpha1s, "--alpha1s")
     alpha2s = parse_float_list(args.alpha2s, "--alpha2s")
     explicit_betas = parse_float_list(args.betas, "--betas") if args.betas else None
     report: dict[str, Any] = {"trace": str(args.trace), "metric": args.metric, "confidence_rule": args.confidence_rule}
+    if signal != "max_prob":
+        report["gate_signal"] = signal
     report["tie_break"] = (
         f"highest {args.metric}; ties go to the first configuration in grid order "
         "(ScalingVis: alpha ascending; AdaptVis: alpha1, then alpha2, then beta ascending)"
@@ -359,7 +392,10 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
                 f"{args.trace}: task {task.task} was swept on split {task.split!r}, not the validation split; tune on "
                 "a _val task (e.g. whatsup_val) or pass --any-split knowingly"
             )
-        betas, beta_source = _betas_for(task, explicit_betas)
+        if explicit_betas is None and signal != "max_prob":
+            betas, beta_source = OTHER_SIGNAL_BETAS, f"gate signal {signal}: default grid 0.05-0.95 step {BETA_STEP}"
+        else:
+            betas, beta_source = _betas_for(task, explicit_betas)
         scored = score_grid(task, scaling, alpha1s, alpha2s, betas, args.confidence_rule, not args.no_progress)
         chosen = {m: best(scored, m, args.metric) for m in ("scaling_vis", "adapt_vis")}
         out_tasks[task.task] = {
@@ -375,7 +411,7 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
                 method: {
                     "params": s.params,
                     "metrics": s.metrics,
-                    "model_args": model_args(task, s, args.confidence_rule),
+                    "model_args": model_args(task, s, args.confidence_rule, signal),
                     "test_task": reporting_task(task.task),
                     "model": WRAPPERS.get(task.model_type or "", "<llava_adaptvis|qwen2_vl_adaptvis>"),
                 }

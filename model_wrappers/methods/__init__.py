@@ -6,7 +6,8 @@ and docs/ADDING_A_METHOD.md. ``MethodConfig.from_model_args`` validates ``--mode
 the registry; ``MethodConfig.decoder`` returns the registered
 :class:`~model_wrappers.methods.contract.DecodingMethod` that ``model_wrappers.decoding.generate``
 drives. Methods: ``scaling`` (baseline, ScalingVis, AdaptVis, sweep), ``vcd`` (visual contrastive
-decoding), ``dola`` (contrasting layers). The contract is documented in docs/METHODS.md.
+decoding), ``dola`` (contrasting layers), ``pai`` (PAI) and ``vaf`` (ClearSight's VAF), the last
+two through an attention-logit edit (``model_wrappers.logit_edit``). The contract is documented in docs/METHODS.md.
 
 ``METHODS`` is the tuple of registered method names at the time it is read.
 """

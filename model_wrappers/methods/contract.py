@@ -23,6 +23,7 @@ import torch
 
 from model_wrappers.architectures import PromptBatch
 from model_wrappers.intervention import first_token_confidence
+from model_wrappers.logit_edit import LogitEdit
 
 
 @dataclass
@@ -42,6 +43,10 @@ class SampleOutput:
     confidence: float | None
     sweep: dict[float, list[int]] | None = None
     sweep_confidence: dict[float, float] | None = None
+
+    def trace_fields(self) -> dict[str, object]:
+        """Extra fields a method records in this sample's trace record (none by default; AdaptVis: ``gate_values``)."""
+        return {}
 
 
 @dataclass
@@ -78,6 +83,14 @@ class PromptState(Protocol):
         """Repeat every current row ``repeats`` times (cache included), interleaved per row."""
         ...
 
+    def companion(self, batch: PromptBatch) -> PromptState:
+        """Prefill ``batch`` (all but its last token) into a cache of its own (PAI's text-only prompts)."""
+        ...
+
+    def next_token(self, tokens: torch.Tensor) -> StepOutput:
+        """Feed one token per row (``[rows]``) after the last prompt token (or the previous token)."""
+        ...
+
 
 @dataclass
 class FirstToken:
@@ -108,6 +121,10 @@ class DecodingMethod:
     def prefill_batch(self, batch: PromptBatch, sample_keys: list[str] | None) -> PromptBatch:
         """The physical rows to prefill; ``sample_keys`` identify each sample (seeds, not order), if given."""
         return batch
+
+    def attention_edit(self, batch: PromptBatch) -> LogitEdit | None:
+        """An attention-logit edit in force for every forward of ``generate`` over ``batch`` (PAI, VAF)."""
+        return None
 
     def first_token(self, prompt: PromptState) -> FirstToken:
         """The last-prompt-token step(s); returns the first answer token's scores."""

@@ -45,6 +45,8 @@ BUILTIN_METHOD_MODULES = (
     "model_wrappers.methods.scaling",
     "model_wrappers.methods.vcd",
     "model_wrappers.methods.dola",
+    "model_wrappers.methods.pai",
+    "model_wrappers.methods.vaf",
 )
 """The suite's method modules, imported (and so registered) on the first registry query, in this order."""
 

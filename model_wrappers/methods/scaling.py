@@ -7,11 +7,14 @@ logits. Eq. 2 itself lives in ``model_wrappers.intervention`` and is applied by
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
+from adaptvis_tasks.confidence import GATE_SIGNALS
 from model_wrappers.errors import MethodArgumentError
 from model_wrappers.intervention import adaptvis_alpha, first_token_confidence
 from model_wrappers.methods.arguments import as_float, parse_alpha_list, positive
@@ -28,8 +31,11 @@ class BaselineParameters(MethodParameters):
 
     uses_layers: ClassVar[bool] = True
 
-    def alpha_for(self, confidence: float | None, config) -> float:
-        """The alpha Eq. 2 applies to a sample with first-token confidence ``confidence``: 1 (no intervention)."""
+    def alpha_for(self, confidence: float | None, config, gates: Mapping[str, float] | None = None) -> float:
+        """The alpha Eq. 2 applies to a sample with first-token confidence ``confidence``: 1 (no intervention).
+
+        ``gates``: the sample's gate signals (:func:`first_token_gate_values`), for parameters that gate on one.
+        """
         return 1.0
 
 
@@ -45,18 +51,23 @@ class ScalingVisParameters(MethodParameters):
     def parse(cls, raw) -> ScalingVisParameters:
         return cls(alpha=positive("alpha", raw["alpha"]))
 
-    def alpha_for(self, confidence: float | None, config) -> float:
+    def alpha_for(self, confidence: float | None, config, gates: Mapping[str, float] | None = None) -> float:
         """ScalingVis: the one alpha, whatever the confidence."""
         return float(self.alpha)
 
 
 @dataclass(frozen=True)
 class AdaptVisParameters(MethodParameters):
-    """``method=adapt_vis``: Eq. 3 -- ``alpha1`` when ``C`` is below ``threshold`` (in [0, 1]), else ``alpha2``."""
+    """``method=adapt_vis``: Eq. 3 -- ``alpha1`` when the gate is below ``threshold`` (in [0, 1]), else ``alpha2``.
+
+    ``gate_signal`` (:data:`~adaptvis_tasks.confidence.GATE_SIGNALS`): what is compared with the
+    threshold; ``max_prob``, the paper's ``C``, by default.
+    """
 
     alpha1: float | None = None
     alpha2: float | None = None
     threshold: float | None = None
+    gate_signal: str = "max_prob"
     required: ClassVar[tuple[str, ...]] = ("alpha1", "alpha2", "threshold")
     uses_layers: ClassVar[bool] = True
 
@@ -67,22 +78,42 @@ class AdaptVisParameters(MethodParameters):
             raise MethodArgumentError(
                 f"threshold={raw['threshold']!r} must lie in [0, 1] (it is compared with a probability)"
             )
+        signal = "max_prob" if raw["gate_signal"] is None else raw["gate_signal"]
+        if signal not in GATE_SIGNALS:
+            raise MethodArgumentError(
+                f"gate_signal={signal!r} is not supported; allowed: {', '.join(GATE_SIGNALS)} "
+                "(max_prob is the paper's C)"
+            )
         return cls(
-            alpha1=positive("alpha1", raw["alpha1"]), alpha2=positive("alpha2", raw["alpha2"]), threshold=threshold
+            alpha1=positive("alpha1", raw["alpha1"]),
+            alpha2=positive("alpha2", raw["alpha2"]),
+            threshold=threshold,
+            gate_signal=str(signal),
         )
 
-    def alpha_for(self, confidence: float | None, config) -> float:
-        """Eq. 3: ``alpha1`` below the threshold, else ``alpha2`` (``config.confidence_rule`` compares)."""
+    def alpha_for(self, confidence: float | None, config, gates: Mapping[str, float] | None = None) -> float:
+        """Eq. 3: ``alpha1`` below the threshold, else ``alpha2`` (``config.confidence_rule`` compares).
+
+        The compared value is ``confidence`` (``C``) for ``gate_signal=max_prob``, else ``gates[gate_signal]``.
+        """
         assert confidence is not None, "AdaptVis needs the confidence under alpha = 1"
-        return adaptvis_alpha(confidence, self.threshold, self.alpha1, self.alpha2, config.confidence_rule)
+        if self.gate_signal == "max_prob":
+            value = confidence
+        else:
+            assert gates is not None, f"gate_signal={self.gate_signal} needs the sample's gate values"
+            value = gates[self.gate_signal]
+        return adaptvis_alpha(value, self.threshold, self.alpha1, self.alpha2, config.confidence_rule)
 
     def describe(self, config) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "alpha1": self.alpha1,
             "alpha2": self.alpha2,
             "threshold": self.threshold,
             "confidence_rule": config.confidence_rule,
         }
+        if self.gate_signal != "max_prob":  # the paper's signal is not named: old run fingerprints stay valid
+            out["gate_signal"] = self.gate_signal
+        return out
 
 
 @dataclass(frozen=True)
@@ -105,6 +136,38 @@ class SweepParameters(MethodParameters):
         return {"alphas": list(self.sweep_alphas)}
 
 
+@dataclass
+class GatedSampleOutput(SampleOutput):
+    """A :class:`SampleOutput` of AdaptVis or a sweep, plus every gate signal of its first token.
+
+    ``gate_values``: ``adaptvis_tasks.confidence.GATE_SIGNALS`` name -> value under alpha = 1
+    (recorded in the trace, so ``adaptvis tune`` can choose the signal and its threshold).
+    """
+
+    gate_values: dict[str, float] | None = None
+
+    def trace_fields(self) -> dict[str, object]:
+        return {} if self.gate_values is None else {"gate_values": self.gate_values}
+
+
+def first_token_gate_values(logits: torch.Tensor) -> list[dict[str, float]]:
+    """Per row, every gate signal of the first-token distribution (float32; ``max_prob`` is exactly ``C``)."""
+    probabilities = torch.softmax(logits.float(), dim=-1)
+    top = probabilities.topk(2, dim=-1).values
+    entropy = -torch.special.xlogy(probabilities, probabilities).sum(dim=-1)
+    normalized = 1 - entropy / math.log(probabilities.shape[-1])
+    return [
+        {"max_prob": float(best), "normalized_entropy": float(n), "top2_margin": float(best - second)}
+        for (best, second), n in zip(top.tolist(), normalized.tolist(), strict=True)
+    ]
+
+
+def _gated(outputs: list[SampleOutput], gates: list[dict[str, float]] | None) -> list[SampleOutput]:
+    if gates is None:
+        return outputs
+    return [GatedSampleOutput(**vars(out), gate_values=gate) for out, gate in zip(outputs, gates, strict=True)]
+
+
 @register_method("baseline", BaselineParameters)
 class Baseline(DecodingMethod):
     """Plain greedy decoding (the contract's defaults)."""
@@ -114,15 +177,24 @@ class Baseline(DecodingMethod):
 class ScalingVis(DecodingMethod):
     """Eq. 2 with one fixed alpha at the last prompt token."""
 
+    gates: list[dict[str, float]] | None = None
+    """Per row, every gate signal under alpha = 1 (read with the confidence)."""
+
     def chosen_alphas(self, confidence: list[float] | None, size: int) -> list[float]:
         """Per row, the alpha the method's parameters choose (``alpha_for``)."""
         values = confidence if confidence is not None else [None] * size
-        return [self.config.parameters.alpha_for(value, self.config) for value in values]
+        gates = self.gates if self.gates is not None else [None] * size
+        return [
+            self.config.parameters.alpha_for(value, self.config, gate)
+            for value, gate in zip(values, gates, strict=True)
+        ]
 
     def first_token(self, prompt: PromptState) -> FirstToken:
         confidence = None
         if self.need_confidence:
-            confidence = first_token_confidence(prompt.last_token().logits).tolist()
+            logits = prompt.last_token().logits
+            confidence = first_token_confidence(logits).tolist()
+            self.gates = first_token_gate_values(logits)
             prompt.retract()
         alphas = self.chosen_alphas(confidence, prompt.batch.batch_size)
         device = prompt.batch.input_ids.device
@@ -132,10 +204,13 @@ class ScalingVis(DecodingMethod):
 
 @register_method("adapt_vis", AdaptVisParameters)
 class AdaptVis(ScalingVis):
-    """Eq. 3: alpha1 or alpha2 per sample from the confidence under alpha = 1, then Eq. 2."""
+    """Eq. 3: alpha1 or alpha2 per sample from the gate signal (default ``C``) under alpha = 1, then Eq. 2."""
 
     def __init__(self, config, model, need_confidence: bool = True) -> None:
         super().__init__(config, model, need_confidence=True)  # AdaptVis always needs C
+
+    def results(self, tokens: list[list[int]], first: FirstToken) -> list[SampleOutput]:
+        return _gated(super().results(tokens, first), self.gates)
 
 
 @register_method("sweep", SweepParameters)
@@ -147,7 +222,9 @@ class Sweep(DecodingMethod):
         size = prompt.batch.batch_size
         # C is read from the un-repeated batch so that it is bit-identical to the baseline's and
         # AdaptVis's (one-pass tuning replays Eq. 3 on it); then every alpha runs as one batch.
-        confidence = first_token_confidence(prompt.last_token().logits).tolist()
+        logits = prompt.last_token().logits
+        confidence = first_token_confidence(logits).tolist()
+        self.gates = first_token_gate_values(logits)
         prompt.retract()
         prompt.repeat_rows(len(alphas))
         per_row = torch.tensor(alphas, device=prompt.batch.input_ids.device, dtype=torch.float32).repeat(size)
@@ -172,4 +249,4 @@ class Sweep(DecodingMethod):
                     tokens=answers[1.0], alpha=1.0, confidence=confidence, sweep=answers, sweep_confidence=per_alpha
                 )
             )
-        return outputs
+        return _gated(outputs, self.gates)
