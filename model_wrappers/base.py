@@ -10,6 +10,7 @@ nothing about lmms-eval.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -33,11 +34,16 @@ from model_wrappers.guards import launcher_shortfall
 from model_wrappers.intervention import enable_image_attention_scaling
 from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
+from model_wrappers.methods.config import unknown_arguments_error
 from model_wrappers.trace import TraceWriter, run_fingerprint
 from model_wrappers.vision import VisionOptions, vision_inputs
 
 DEFAULT_MAX_NEW_TOKENS = 100
 """Used when a task sets no ``max_new_tokens``; the paper's code generates up to 100 tokens."""
+
+
+_NOT_ARGS = ("self", "unknown")
+"""Parameters of ``AdaptVisLMM.__init__`` that are not ``--model_args`` names."""
 
 
 class RequestError(RuntimeError):
@@ -202,13 +208,8 @@ class AdaptVisLMM(lmms):
     ) -> None:
         super().__init__()
         if unknown:
-            raise MethodArgumentError(
-                f"{self.wrapper_name}: unknown model argument(s) {', '.join(sorted(unknown))}; allowed: pretrained, "
-                "method, alpha, alpha1, alpha2, threshold, alphas, layers, confidence_rule, vcd_alpha, vcd_beta, "
-                "vcd_noise_step, dola_layers, repetition_penalty, vision_norm, vision_layer, vision_token_order, "
-                "trace, resume, device, dtype, batch_size, attn_implementation, revision, trust_remote_code, "
-                "prompt_style, image_backend, min_pixels, max_pixels, rms_norm_eps"
-            )
+            allowed = [name for name in inspect.signature(AdaptVisLMM.__init__).parameters if name not in _NOT_ARGS]
+            raise unknown_arguments_error(self.wrapper_name, sorted(unknown), allowed)
         self.method = MethodConfig.from_model_args(
             method=method,
             alpha=alpha,
@@ -297,7 +298,8 @@ class AdaptVisLMM(lmms):
         if self.resume and self.trace is None:
             raise MethodArgumentError("resume=true reuses answers recorded in a trace; give trace=<path> too")
         logger.info(
-            f"{self.wrapper_name}: {self.pretrained} ({self.model_type}) on {self._device}, {self.method.describe()}"
+            f"{self.wrapper_name}: {self.pretrained} ({self.model_type}) on {self._device}, dtype {self.dtype_name}"
+            f"{' (dtype=auto)' if str(dtype) == 'auto' else ''}, {self.method.describe()}"
             f"{' ' + str(self.vision.describe()) if self.vision.options.active else ''}"
         )
 

@@ -112,17 +112,27 @@ class InputOptions:
             )
 
 
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""The ``dtype=`` values besides ``auto``: the floating-point types these checkpoints are evaluated in."""
+
+
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype | str:
     """``auto``: the checkpoint's own dtype on accelerators, float32 on CPU (half precision on CPU is
-    slow and, for some kernels, unsupported)."""
-    if isinstance(dtype, torch.dtype):
+    slow and, for some kernels, unsupported). Anything but ``auto`` and :data:`DTYPES` is refused
+    before any weights are read (float64 doubles memory for nothing; integer types cannot hold the
+    weights and would otherwise surface as a confusing loading error)."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
         return dtype
     if dtype == "auto":
         return "auto" if device.type != "cpu" else torch.float32
-    resolved = getattr(torch, str(dtype), None)
-    if not isinstance(resolved, torch.dtype):
-        raise MethodArgumentError(f"dtype={dtype!r} is not a torch dtype; use auto, float32, float16 or bfloat16")
-    return resolved
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    shown = str(dtype).replace("torch.", "")
+    what = "is not supported here" if isinstance(getattr(torch, shown, None), torch.dtype) else "is not a torch dtype"
+    raise MethodArgumentError(
+        f"dtype={shown!r} {what}; allowed: auto, {', '.join(DTYPES)} (auto: float32 on CPU, the checkpoint's own "
+        "dtype on GPU)"
+    )
 
 
 def check_attn_implementation(attn_implementation: str, device: torch.device) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,21 @@ _REQUIRED = {
 
 class MethodArgumentError(ValueError):
     """A method argument from ``--model_args`` (or the Python API) is missing or invalid."""
+
+
+def unknown_arguments_error(wrapper: str, unknown: Sequence[str], allowed: Sequence[str]) -> MethodArgumentError:
+    """The error for ``--model_args`` names the wrapper does not take: each with its close matches, then all names."""
+    import difflib
+
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, allowed, n=2, cutoff=0.6)
+        if close:
+            hints.append(f"{name}: did you mean {' or '.join(close)}?")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    return MethodArgumentError(
+        f"{wrapper}: unknown model argument(s) {', '.join(unknown)}{hint}; allowed: {', '.join(allowed)}"
+    )
 
 
 def _as_float(name: str, value: object) -> float:
