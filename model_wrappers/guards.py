@@ -7,7 +7,8 @@ function that loop calls for the evaluation proper, ``lmms_eval.evaluator.simple
 up as ``evaluator.simple_evaluate`` at call time), once. When a CLI run (``cli_args`` given) that
 uses this suite's models or tasks raises, the wrapper prints :func:`explain_failure` once (what
 went wrong, the likely cause, the one command that checks the data; the traceback too, unless the
-error is one of this suite's own, whose message is complete) and exits with status 1. Python-API calls, other models' and other tasks' runs are untouched.
+error is one of this suite's own, whose message is complete) and exits with status 1.
+Python-API calls, other models' and other tasks' runs are untouched.
 
 It cannot be installed when the entry point is loaded: lmms-eval imports the entry points while
 ``lmms_eval.evaluator`` is itself still being imported. The task-discovery hook
