@@ -276,3 +276,13 @@ def test_flipped_documents_name_both_runs_and_show_the_target(tmp_path):
     assert f"run0 = `{a.name}`; run1 = `{b.name}`" in text
     assert "- lost, right in run0, wrong in run1 (1): doc 0 (target 'Left'): 'Left' -> 'Right'" in text
     assert "- gained, wrong in run0, right in run1 (1): doc 2 (target 'Under'): 'Right' -> 'Left'" in text
+
+
+def test_exact_binomial_equals_scipy_binomtest():
+    from scipy.stats import binomtest
+
+    for n in range(0, 41):
+        for k in range(n + 1):
+            expected = 1.0 if n == 0 else binomtest(k, n, 0.5, alternative="two-sided").pvalue
+            assert compare.binomial_two_sided(k, n) == pytest.approx(expected, rel=1e-12, abs=1e-300), (k, n)
+    assert compare.binomial_two_sided(3, 1000) == pytest.approx(binomtest(3, 1000, 0.5).pvalue, rel=1e-9)
