@@ -294,7 +294,7 @@ def against_baseline(method: str, best_value: float, baseline_value: float, metr
     return (
         f"Every {name} configuration is WORSE than the baseline (alpha = 1): best {metric} {best_value:.4f} against "
         f"the baseline's {baseline_value:.4f} ({best_value - baseline_value:+.4f}). On this validation split the "
-        "method does not help; the choice below is only the least bad configuration of the grid."
+        "method does not help; the chosen configuration is only the least bad of the grid."
     )
 
 
