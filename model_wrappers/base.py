@@ -42,8 +42,8 @@ DEFAULT_MAX_NEW_TOKENS = 100
 """Used when a task sets no ``max_new_tokens``; the paper's code generates up to 100 tokens."""
 
 
-_NOT_ARGS = ("self", "unknown")
-"""Parameters of ``AdaptVisLMM.__init__`` that are not ``--model_args`` names."""
+_NOT_ARGS = ("self", "unknown", "max_batch_size")
+"""Parameters of ``AdaptVisLMM.__init__`` not listed as allowed (max_batch_size is accepted only to be refused)."""
 
 
 class RequestError(RuntimeError):
