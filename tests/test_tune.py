@@ -238,6 +238,10 @@ def test_every_choice_is_shown_beside_the_baseline_and_a_losing_grid_is_said_pla
     assert "Every ScalingVis configuration is WORSE than the baseline (alpha = 1): best accuracy 0.5000" in out
     assert "Every AdaptVis configuration is WORSE than the baseline (alpha = 1)" in out
     assert "the paper's grids, which exclude alpha = 1 (--include-baseline adds it)" in out
+    assert (
+        cli.main(["tune", str(trace), "--no-progress", "--format", "json", "--output", str(tmp_path / "t.json")]) == 0
+    )
+    assert "adaptvis tune: whatsup_coco_one_val: Every ScalingVis configuration is WORSE" in capsys.readouterr().err
     report = tune.tune(_args(trace))
     chosen = report["tasks"]["whatsup_coco_one_val"]["chosen"]
     assert chosen["scaling_vis"]["baseline_metrics"]["accuracy"] == 1.0

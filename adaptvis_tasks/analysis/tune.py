@@ -19,6 +19,7 @@ that comes first in grid order (alpha ascending; AdaptVis by alpha1, then alpha2
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -487,7 +488,13 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``adaptvis tune``."""
 
     def body() -> int:
-        emit(render(tune(args), args.format), args.output)
+        report = tune(args)
+        emit(render(report, args.format), args.output)
+        if args.output is not None or args.format != "markdown":  # the verdicts are not on screen otherwise
+            for name, task in report["tasks"].items():
+                for choice in task["chosen"].values():
+                    if not choice["beats_baseline"]:
+                        print(f"adaptvis tune: {name}: {choice['verdict']}", file=sys.stderr)
         return 0
 
     return run_tool(body)
