@@ -239,7 +239,7 @@ def test_fast_cluster_bootstrap_equals_the_aggregation_called_on_every_resample(
         assert np.array_equal(fast_deltas, reference_deltas(first, second, aggregation, 300, seed, clusters))
 
 
-def test_a_statistic_that_is_not_a_mean_over_units_is_called_on_every_resample():
+def test_a_statistic_that_is_not_a_mean_over_units_is_called_on_every_resample(capsys):
     from tests.bootstrap_reference import reference_bootstrap
 
     def f1(records):  # positive-class F1: not a size-weighted mean of per-document values
@@ -257,6 +257,12 @@ def test_a_statistic_that_is_not_a_mean_over_units_is_called_on_every_resample()
     assert compare.paired_bootstrap(first, second, f1, 400, 3) == pytest.approx(
         reference_bootstrap(first, second, f1, 400, 3)
     )
+    capsys.readouterr()
+    compare.paired_bootstrap(first, second, f1, 400, 3, progress=True)  # the slow path shows a progress bar
+    assert "bootstrap" in capsys.readouterr().err
+    values = [float(correct) for _, correct in first]
+    compare.paired_bootstrap(values, values[::-1], compare._mean, 400, 3, progress=True)  # the fast path: no bar
+    assert "bootstrap" not in capsys.readouterr().err
 
 
 def test_mean_bootstrap_equals_the_reference_loop():
