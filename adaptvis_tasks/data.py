@@ -301,8 +301,8 @@ def duplicate_id_problems(rows: Sequence[Mapping[str, Any]], lines: Sequence[int
             problems.append(
                 (
                     index,
-                    f"id {row[ID_COLUMN]!r} repeats the id of {where(earlier)} ({where(index)}; "
-                    f"{'same content' if same else 'different content'}); every row must be evaluated once -- "
+                    f"id {row[ID_COLUMN]!r} appears twice: {where(earlier)} and {where(index)}, "
+                    f"{'same content' if same else 'different content'}; every row must be evaluated once -- "
                     "remove the duplicate",
                 )
             )

@@ -271,9 +271,9 @@ def test_duplicate_ids_are_named_with_file_and_both_lines_and_stop_the_data_from
         capsys, "--configs", "Controlled_A", "--data-dir", str(mirror.data_dir), "--image-root", str(mirror.image_root)
     )
     assert code == 1 and "FAIL  Controlled_A: cannot load rows" in out
-    assert str(path) in out and "repeats the id of line 5 (row 4) (line 13 (row 12); same content)" in out
+    assert str(path) in out and "id 4 appears twice: line 5 (row 4) and line 13 (row 12), same content" in out
     assert out.rstrip().endswith("NOT READY: Controlled_A.")
-    with pytest.raises(DataSetupError, match="repeats the id of line 5"):
+    with pytest.raises(DataSetupError, match="appears twice: line 5"):
         load_rows(load_descriptors()["Controlled_A"], mirror.data_dir)  # what every task's process_docs calls
 
 
