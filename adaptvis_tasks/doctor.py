@@ -45,6 +45,7 @@ from adaptvis_tasks.data import (
     local_split_files,
     missing_image_help,
     rows_to_dataset,
+    without_doctor_hint,
 )
 from adaptvis_tasks.images import check_image
 
@@ -147,7 +148,7 @@ def check_config(descriptor: SourceDescriptor, data_dir: Path | None, image_root
         loaded = load_rows(descriptor, data_dir)
         rows_to_dataset(loaded)  # what the tasks build: catches columns whose type changes between rows
     except DataSetupError as err:
-        report.errors.append(str(err))
+        report.errors.append(without_doctor_hint(str(err)))
         return report
     except Exception as err:  # a bug or an unexpected format: report it, keep checking the others
         report.errors.append(f"unexpected {type(err).__name__} while loading: {err}")

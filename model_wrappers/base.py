@@ -32,7 +32,14 @@ from model_wrappers.launcher import launcher_shortfall
 from model_wrappers.lmms_requests import Prepared, RequestError, decode_settings, request_image, token_stats
 from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
-from model_wrappers.model_args import parse_batch_size, parse_bool, parse_eps, parse_pixels, split_model_args
+from model_wrappers.model_args import (
+    parse_batch_size,
+    parse_bool,
+    parse_eps,
+    parse_pixels,
+    refuse_if_set,
+    split_model_args,
+)
 from model_wrappers.trace import TraceWriter, run_fingerprint, trace_record
 from model_wrappers.vision import VisionOptions, vision_inputs
 
@@ -80,11 +87,7 @@ class AdaptVisLMM(lmms):
         self.method = MethodConfig.from_model_args(**method_args)
         vision_options = VisionOptions.from_model_args(**vision_args)
         self.batch_size_per_gpu = parse_batch_size(batch_size)
-        if max_batch_size is not None:
-            raise MethodArgumentError(
-                f"max_batch_size={max_batch_size!r} only bounds lmms-eval's automatic batch sizing "
-                "(--batch_size auto), which these wrappers do not support; remove it and set --batch_size N"
-            )
+        refuse_if_set("max_batch_size", max_batch_size)
         self.pretrained = str(pretrained)
         accelerator = Accelerator()
         self.accelerator = accelerator
@@ -145,7 +148,8 @@ class AdaptVisLMM(lmms):
         if self.resume and self.trace is None:
             raise MethodArgumentError("resume=true reuses answers recorded in a trace; give trace=<path> too")
         logger.info(
-            f"{self.wrapper_name}: {self.pretrained} ({self.model_type}) on {self._device}, {self.method.describe()}"
+            f"{self.wrapper_name}: {self.pretrained} ({self.model_type}) on {self._device}, dtype {self.dtype_name}"
+            f"{' (dtype=auto)' if str(dtype) == 'auto' else ''}, {self.method.describe()}"
             f"{' ' + str(self.vision.describe()) if self.vision.options.active else ''}"
         )
 

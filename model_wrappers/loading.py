@@ -21,6 +21,7 @@ from adaptvis_tasks.families import ADDING_A_FAMILY, family_entry, supported_tex
 from model_wrappers.errors import CheckpointError, MethodArgumentError
 from model_wrappers.families import family_spec
 from model_wrappers.intervention import SUPPORTED_BASE_BACKENDS
+from model_wrappers.model_args import parse_dtype
 
 __all__ = ["CheckpointError", "InputOptions", "LoadedCheckpoint", "load_checkpoint"]
 
@@ -94,16 +95,13 @@ class InputOptions:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype | str:
-    """``auto``: the checkpoint's own dtype on accelerators, float32 on CPU (half precision on CPU is
-    slow and, for some kernels, unsupported)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
+    """``dtype=`` checked by :func:`model_wrappers.model_args.parse_dtype`; ``auto``: the checkpoint's
+    own dtype on accelerators, float32 on CPU (half precision on CPU is slow and, for some kernels,
+    unsupported)."""
+    parsed = parse_dtype(dtype)
+    if parsed == "auto":
         return "auto" if device.type != "cpu" else torch.float32
-    resolved = getattr(torch, str(dtype), None)
-    if not isinstance(resolved, torch.dtype):
-        raise MethodArgumentError(f"dtype={dtype!r} is not a torch dtype; use auto, float32, float16 or bfloat16")
-    return resolved
+    return parsed
 
 
 def check_attn_implementation(attn_implementation: str, device: torch.device) -> None:

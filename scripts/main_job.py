@@ -101,6 +101,65 @@ def alpha_split(trace: Path) -> dict[str, dict[float, int]]:
     return counts
 
 
+def tuned_summary(subset: str, chosen: dict) -> list[str]:
+    """The tuned choices of one subset, each beside the baseline's validation accuracy on the same rows."""
+    scaling, adapt = chosen["scaling_vis"], chosen["adapt_vis"]
+    baseline = scaling["baseline_metrics"]["accuracy"]
+    a = adapt["params"]
+    lines = [
+        f"  subset {subset}: validation accuracy: baseline (alpha = 1) {baseline:.3f}; "
+        f"ScalingVis alpha={scaling['params']['alpha']} {scaling['metrics']['accuracy']:.3f}; "
+        f"AdaptVis alpha1={a['alpha1']}, alpha2={a['alpha2']}, beta={a['threshold']} "
+        f"{adapt['metrics']['accuracy']:.3f}"
+    ]
+    behind = [
+        f"{name} best {choice['metrics']['accuracy'] - baseline:+.3f}"
+        for name, choice in (("ScalingVis", scaling), ("AdaptVis", adapt))
+        if not choice["beats_baseline"]
+    ]
+    if behind:
+        which = "either grid" if len(behind) == 2 else "the " + behind[0].split()[0] + " grid"
+        lines.append(
+            f"    no configuration of {which} beats the baseline on validation ({'; '.join(behind)}): the tuned "
+            "values are the least bad of the paper's grids (adaptvis tune --include-baseline lets alpha = 1 win)"
+        )
+    return lines
+
+
+def next_commands(out: Path, runs: list[tuple[str, Path]], traces: list[Path], chosen: dict) -> list[str]:
+    """The two or three commands a user runs next on the main job's results (this machine's paths).
+
+    The attention example takes the first test document AdaptVis answered wrongly (else the first).
+    """
+    from adaptvis_tasks import prompts
+    from adaptvis_tasks.data import SUBSET_COLUMN, resolve_image_path
+    from adaptvis_tasks.scoring import substring_correct
+
+    by_label = dict(runs)
+    commands = [
+        f"adaptvis compare {by_label['Baseline']} {by_label['AdaptVis']}"
+        "    # paired tests and flipped documents: AdaptVis against the baseline",
+        f"adaptvis curves {out / 'val_sweep.trace.jsonl'} --output-dir {out / 'curves'}"
+        "    # accuracy and confidence against alpha per relation (validation sweep)",
+    ]
+    records = [json.loads(line) for trace in traces for line in trace.read_text(encoding="utf-8").splitlines() if line]
+    if records:
+        wrong = [r for r in records if not substring_correct(r["answer"], r["doc"]["answer"][0])]
+        record = (wrong or records)[0]
+        doc = record["doc"]
+        params = chosen[record["task"].removesuffix("_test") + "_val"]["chosen"]["adapt_vis"]["params"]
+        image = resolve_image_path(doc[SUBSET_COLUMN], doc)
+        question = prompts.split_llava15_prompt(doc["question"])
+        commands.append(
+            f'adaptvis attention --pretrained {record["pretrained"]} --image {image} --question "{question}" '
+            f"--method adapt_vis --alpha1 {params['alpha1']} --alpha2 {params['alpha2']} "
+            f"--threshold {params['threshold']} --output-dir {out / 'attention'}"
+            f"    # where the last prompt token looks before and after AdaptVis (doc {record['doc_id']} of "
+            f"{record['task']}, gold {doc['answer'][0]!r}, AdaptVis answered {record['answer']!r})"
+        )
+    return commands
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("results/main_job"), help="where every run is written")
@@ -132,13 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     adaptvis("tune", str(sweep_trace), "--no-progress", "--output", str(out / "tune.md"))
     chosen = json.loads(tune_json.read_text())["tasks"]
     for subset in SUBSETS:
-        task = chosen[f"whatsup_synthetic_{subset}_val"]["chosen"]
-        scaling, adapt = task["scaling_vis"]["params"], task["adapt_vis"]["params"]
-        print(
-            f"  subset {subset.upper()}: ScalingVis alpha={scaling['alpha']}; AdaptVis alpha1={adapt['alpha1']}, "
-            f"alpha2={adapt['alpha2']}, beta={adapt['threshold']} (validation accuracy "
-            f"{task['scaling_vis']['metrics']['accuracy']:.3f} / {task['adapt_vis']['metrics']['accuracy']:.3f})"
-        )
+        for line in tuned_summary(subset.upper(), chosen[f"whatsup_synthetic_{subset}_val"]["chosen"]):
+            print(line)
 
     baseline = lmms_eval("3/4 baseline on test", base_args, "whatsup_synthetic_test", out / "baseline", args.batch_size)
     runs: list[tuple[str, Path]] = [("Baseline", baseline)]
@@ -180,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         "\nby N/2 (N/4) as in the reference; the 80% test split leaves some sets incomplete, which caps them below 100."
     )
     print(f"\nEverything is in {out} (table.md, tune.md, one lmms-eval folder and log per run, traces).")
-    print(f"Main job finished in {time.time() - started:.0f} s.")
+    print("\nNext, on these results (docs/TOOLS.md explains each tool):")
+    for command in next_commands(out, runs, traces, chosen):
+        print(f"  {command}")
+    print(f"\nMain job finished in {time.time() - started:.0f} s.")
     return 0
 
 

@@ -597,6 +597,12 @@ MODEL_ARGUMENT_PROBLEMS = {
     "resume-without-trace": ({"resume": "true"}, "give trace=<path> too"),
     "trust_remote_code=maybe": ({"trust_remote_code": "maybe"}, "trust_remote_code='maybe' must be true or false"),
     "dtype=float33": ({"dtype": "float33"}, "dtype='float33' is not a torch dtype"),
+    "dtype=float64": ({"dtype": "float64"}, "dtype='float64' is not supported here; allowed: auto, float32, float16"),
+    "dtype=int8": ({"dtype": "int8"}, "dtype='int8' is not supported here; allowed: auto, float32, float16, bfloat16"),
+    "misspelt-name-suggests": (
+        {"alpah": 0.5},
+        "unknown model argument(s) alpah (alpah: did you mean alpha or alphas?)",
+    ),
     "attn_implementation=eager": ({"attn_implementation": "eager"}, "attn_implementation='eager' is not supported"),
     "device=cuda:7": ({"device": "cuda:7"}, "device='cuda:7'"),
 }

@@ -187,3 +187,108 @@ def test_runs_of_different_documents_are_refused(tmp_path, capsys):
     _write_run(tmp_path / "a", "t", [1, 0, 1], date="20260202_000000")
     assert cli.main(["compare", str(tmp_path / "a"), str(b)]) == 2
     assert "holds 2 results files; pass one of them" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# The fast bootstrap against the straightforward one (tests/bootstrap_reference.py)
+# ----------------------------------------------------------------------------------------------
+
+
+def _controlled_records(rng, pairs: int, subset: str = "Controlled_A", p_correct: float = 0.7) -> list[dict]:
+    relations = ("left", "right", "on", "under") if subset.endswith("A") else ("left", "right", "in-front", "behind")
+    records = []
+    for pair in range(pairs):
+        # an incomplete set now and then, as the 80% test split leaves
+        kept = [r for r in relations if rng.random() > 0.15] or [relations[0]]
+        for relation in kept:
+            records.append(
+                {
+                    "row": len(records),
+                    "image_path": f"data/controlled_images/mug{pair}_{relation}_table{pair}.jpeg",
+                    "subset": subset,
+                    "correct": bool(rng.random() < p_correct),
+                }
+            )
+    return records
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_fast_cluster_bootstrap_equals_the_aggregation_called_on_every_resample(seed):
+    from adaptvis_tasks import whatsup
+    from tests.bootstrap_reference import reference_bootstrap, reference_deltas
+
+    rng = np.random.default_rng(100 + seed)
+    first = _controlled_records(rng, pairs=6 + seed)
+    second = [{**r, "correct": bool(rng.random() < 0.5)} for r in first]
+    clusters = [compare.controlled_cluster(r) for r in first]
+    for aggregation in (whatsup.aggregate_pair_accuracy, whatsup.aggregate_set_accuracy):
+        fast = compare.paired_bootstrap(first, second, aggregation, 300, seed, clusters=clusters)
+        slow = reference_bootstrap(first, second, aggregation, 300, seed, clusters=clusters)
+        assert fast[0] == slow[0] and fast[1:] == pytest.approx(slow[1:], abs=1e-12)
+        # and resample by resample: the per-unit values reproduce the aggregation exactly
+        checks = np.concatenate(list(compare._draws(seed, len(set(clusters)), 300)))
+        groups: dict = {}
+        for index, key in enumerate(clusters):
+            groups.setdefault(key, []).append(index)
+        parts = compare._additive_parts(
+            first, second, aggregation, list(groups.values()), checks, compare._cluster_copy
+        )
+        assert parts is not None
+        differences, weights = parts
+        fast_deltas = np.round(differences[checks].sum(axis=1) / weights[checks].sum(axis=1), 12)
+        assert np.array_equal(fast_deltas, reference_deltas(first, second, aggregation, 300, seed, clusters))
+
+
+def test_a_statistic_that_is_not_a_mean_over_units_is_called_on_every_resample(capsys):
+    from tests.bootstrap_reference import reference_bootstrap
+
+    def f1(records):  # positive-class F1: not a size-weighted mean of per-document values
+        tp = sum(1 for label, correct in records if label == 1 and correct)
+        fn = sum(1 for label, correct in records if label == 1 and not correct)
+        fp = sum(1 for label, correct in records if label == 0 and not correct)
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+    rng = np.random.default_rng(5)
+    first = [(int(rng.random() < 0.5), bool(rng.random() < 0.8)) for _ in range(40)]
+    second = [(label, bool(rng.random() < 0.6)) for label, _ in first]
+    groups = [[i] for i in range(len(first))]
+    checks = np.concatenate(list(compare._draws(3, len(first), 8)))
+    assert compare._additive_parts(first, second, f1, groups, checks, compare._no_copy) is None
+    assert compare.paired_bootstrap(first, second, f1, 400, 3) == pytest.approx(
+        reference_bootstrap(first, second, f1, 400, 3)
+    )
+    capsys.readouterr()
+    compare.paired_bootstrap(first, second, f1, 400, 3, progress=True)  # the slow path shows a progress bar
+    assert "bootstrap" in capsys.readouterr().err
+    values = [float(correct) for _, correct in first]
+    compare.paired_bootstrap(values, values[::-1], compare._mean, 400, 3, progress=True)  # the fast path: no bar
+    assert "bootstrap" not in capsys.readouterr().err
+
+
+def test_mean_bootstrap_equals_the_reference_loop():
+    from tests.bootstrap_reference import reference_bootstrap
+
+    rng = np.random.default_rng(9)
+    first, second = list(rng.random(30)), list(rng.random(30))
+    fast = compare.paired_bootstrap(first, second, compare._mean, 1000, 4)
+    slow = reference_bootstrap(first, second, compare._mean, 1000, 4)
+    assert fast[0] == slow[0] and fast[1:] == pytest.approx(slow[1:], abs=1e-12)
+
+
+def test_flipped_documents_name_both_runs_and_show_the_target(tmp_path):
+    a = compare.load_run(_write_run(tmp_path / "a", "t", [1, 1, 0], targets=["Left", "On", "Under"]))
+    b = compare.load_run(_write_run(tmp_path / "b", "t", [0, 1, 1], targets=["Left", "On", "Under"]))
+    text = compare.render(compare.compare([a, b], iterations=50, progress=False), "markdown")
+    assert f"run0 = `{a.name}`; run1 = `{b.name}`" in text
+    assert "- lost, right in run0, wrong in run1 (1): doc 0 (target 'Left'): 'Left' -> 'Right'" in text
+    assert "- gained, wrong in run0, right in run1 (1): doc 2 (target 'Under'): 'Right' -> 'Left'" in text
+
+
+def test_exact_binomial_equals_scipy_binomtest():
+    from scipy.stats import binomtest
+
+    for n in range(0, 41):
+        for k in range(n + 1):
+            expected = 1.0 if n == 0 else binomtest(k, n, 0.5, alternative="two-sided").pvalue
+            assert compare.binomial_two_sided(k, n) == pytest.approx(expected, rel=1e-12, abs=1e-300), (k, n)
+    assert compare.binomial_two_sided(3, 1000) == pytest.approx(binomtest(3, 1000, 0.5).pvalue, rel=1e-9)

@@ -258,3 +258,51 @@ def test_module_and_console_script_run(tmp_path, synthetic_mirror):
         check=False,
     )
     assert broken.returncode == 1 and "NOT READY: vsr_zeroshot." in broken.stdout
+
+
+def test_duplicate_ids_are_named_with_file_and_both_lines_and_stop_the_data_from_loading(capsys, make_mirror):
+    from adaptvis_tasks.data import DataSetupError, load_descriptors, load_rows
+
+    mirror = make_mirror({"Controlled_A": 12})
+    path = mirror.data_dir / "Controlled_A" / "test.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[4]]) + "\n")  # row 4 again, as line 13
+    code, out = run_doctor(
+        capsys, "--configs", "Controlled_A", "--data-dir", str(mirror.data_dir), "--image-root", str(mirror.image_root)
+    )
+    assert code == 1 and "FAIL  Controlled_A: cannot load rows" in out
+    assert str(path) in out and "id 4 appears twice: line 5 (row 4) and line 13 (row 12), same content" in out
+    assert out.rstrip().endswith("NOT READY: Controlled_A.")
+    with pytest.raises(DataSetupError, match="appears twice: line 5"):
+        load_rows(load_descriptors()["Controlled_A"], mirror.data_dir)  # what every task's process_docs calls
+
+
+def test_the_doctor_never_tells_the_user_to_run_the_doctor(capsys, make_mirror):
+    mirror = make_mirror({"Controlled_A": 4})
+    path = mirror.data_dir / "Controlled_A" / "test.jsonl"
+    path.write_text(path.read_text() + "not json\n")
+    code, out = run_doctor(
+        capsys, "--configs", "Controlled_A", "--data-dir", str(mirror.data_dir), "--image-root", str(mirror.image_root)
+    )
+    assert code == 1 and "is not valid JSON" in out
+    assert "adaptvis-doctor --configs" not in out and "to check the whole data setup" not in out
+
+
+def test_a_gold_outside_its_own_options_is_refused_with_row_gold_and_options(capsys, make_mirror):
+    from adaptvis_tasks.data import DataSetupError, load_descriptors, load_rows
+
+    mirror = make_mirror({"Controlled_A": 4})
+    path = mirror.data_dir / "Controlled_A" / "test.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "Answer with left, right, on or under." in rows[2]["question"]
+    rows[2]["answer"] = ["Above"]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataSetupError) as caught:
+        load_rows(load_descriptors()["Controlled_A"], mirror.data_dir)
+    assert "row 2: gold 'Above' is not among the options its question names (left, right, on, under)" in str(
+        caught.value
+    )
+    code, out = run_doctor(
+        capsys, "--configs", "Controlled_A", "--data-dir", str(mirror.data_dir), "--image-root", str(mirror.image_root)
+    )
+    assert code == 1 and "row 2: gold 'Above'" in out

@@ -224,3 +224,44 @@ def test_tuned_predictions_equal_real_adaptvis_and_scalingvis_runs(tmp_path, tin
         model_args = ",".join([f"method={method}", *(f"{k}={v!r}" for k, v in params.items())])
         real = _evaluate(tiny_llava, model_args, task)
         assert {k: predicted[k] for k in real} == real, (method, params)
+
+
+def test_every_choice_is_shown_beside_the_baseline_and_a_losing_grid_is_said_plainly(tmp_path, capsys):
+    # alpha = 1 answers everything right; every other alpha answers doc 0 wrong: no configuration beats it
+    records = [
+        _record(0, 0.9, _answers("Left", "Left", "Right", "Left", "Left", "Left"), _doc(0, "Right")),
+        _record(1, 0.1, _answers("Top", "Top", "Top", "Top", "Top", "Top"), _doc(1, "Top")),
+    ]
+    trace = _write(tmp_path / "sweep.jsonl", records)
+    assert cli.main(["tune", str(trace), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "**scaling_vis**: alpha=0.5 -> validation accuracy 0.5000 (baseline alpha = 1: 1.0000)" in out
+    assert "Every ScalingVis configuration is WORSE than the baseline (alpha = 1): best accuracy 0.5000" in out
+    assert "Every AdaptVis configuration is WORSE than the baseline (alpha = 1)" in out
+    assert "the paper's grids, which exclude alpha = 1 (--include-baseline adds it)" in out
+    assert (
+        cli.main(["tune", str(trace), "--no-progress", "--format", "json", "--output", str(tmp_path / "t.json")]) == 0
+    )
+    assert "adaptvis tune: whatsup_coco_one_val: Every ScalingVis configuration is WORSE" in capsys.readouterr().err
+    report = tune.tune(_args(trace))
+    chosen = report["tasks"]["whatsup_coco_one_val"]["chosen"]
+    assert chosen["scaling_vis"]["baseline_metrics"]["accuracy"] == 1.0
+    assert chosen["scaling_vis"]["beats_baseline"] is False and chosen["adapt_vis"]["beats_baseline"] is False
+
+
+def test_include_baseline_adds_alpha_1_to_every_grid_and_a_no_op_wins_ties(tmp_path):
+    records = [
+        _record(0, 0.9, _answers("Left", "Left", "Right", "Left", "Left", "Left"), _doc(0, "Right")),
+        _record(1, 0.1, _answers("Top", "Top", "Top", "Top", "Top", "Top"), _doc(1, "Top")),
+    ]
+    trace = _write(tmp_path / "sweep.jsonl", records)
+    report = tune.tune(_args(trace, "--include-baseline"))
+    task = report["tasks"]["whatsup_coco_one_val"]
+    scaling = [r["alpha"] for r in task["configurations"] if r["method"] == "scaling_vis"]
+    assert scaling == [0.5, 0.8, 1.0, 1.2, 1.5, 2.0]
+    adapt = [r for r in task["configurations"] if r["method"] == "adapt_vis"]
+    assert len(adapt) == 3 * 4 * 8 and {r["alpha1"] for r in adapt} == {0.5, 0.8, 1.0}
+    assert task["chosen"]["scaling_vis"]["params"] == {"alpha": 1.0}
+    assert task["chosen"]["adapt_vis"]["params"]["alpha1"] == task["chosen"]["adapt_vis"]["params"]["alpha2"] == 1.0
+    assert "No ScalingVis configuration beats the baseline" in task["chosen"]["scaling_vis"]["verdict"]
+    assert report["include_baseline"] is True and "no-op configuration (alpha = 1)" in report["tie_break"]

@@ -7,8 +7,8 @@ run is the reference; every later run is compared with it.
 Statistics, per task x metric x later run, on the documents both runs evaluated:
 
 * per-document values that are all 0/1 (``accuracy``, GQA's ``exact_match``, ...): the exact
-  McNemar test -- a two-sided binomial test (``scipy.stats.binomtest``, p = 0.5) on the discordant
-  pairs;
+  McNemar test -- a two-sided binomial test (p = 0.5, as ``scipy.stats.binomtest``) on the
+  discordant pairs;
 * other numeric per-document values: a seeded paired bootstrap of the mean difference (documents
   resampled with replacement, the same draw for both runs);
 * per-document records that a task aggregates itself (F1s, POPE's metrics): the same paired
@@ -28,7 +28,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,13 +128,22 @@ def load_run(path: str | Path) -> RunFiles:
 
 def mcnemar_exact(first: Sequence[float], second: Sequence[float]) -> tuple[float, int, int]:
     """Exact McNemar: (two-sided p, #first-only correct, #second-only correct)."""
-    from scipy.stats import binomtest
-
     only_first = sum(1 for a, b in zip(first, second, strict=True) if a == 1 and b == 0)
     only_second = sum(1 for a, b in zip(first, second, strict=True) if a == 0 and b == 1)
-    discordant = only_first + only_second
-    p = 1.0 if discordant == 0 else float(binomtest(only_first, discordant, 0.5, alternative="two-sided").pvalue)
-    return p, only_first, only_second
+    return binomial_two_sided(only_first, only_first + only_second), only_first, only_second
+
+
+def binomial_two_sided(k: int, n: int) -> float:
+    """Exact two-sided binomial test of ``k`` successes in ``n`` trials at p = 0.5 (1.0 when n = 0).
+
+    The distribution is symmetric, so the two-sided p (the probability of outcomes no more likely
+    than ``k``, as ``scipy.stats.binomtest`` defines it) is twice the smaller tail, capped at 1;
+    computed in integers (``math.comb``), so importing scipy (seconds) is not needed.
+    """
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1))
+    return min(1.0, 2 * tail / 2**n)
 
 
 def paired_bootstrap(
@@ -145,40 +154,110 @@ def paired_bootstrap(
     seed: int,
     confidence: float = 0.95,
     clusters: Sequence[Any] | None = None,
+    progress: bool = False,
 ) -> tuple[float, float, float]:
     """(p, CI low, CI high) of ``statistic(second) - statistic(first)`` by resampling documents in pairs.
 
     With ``clusters`` (one key per document) whole clusters are resampled instead -- needed for
     Controlled pair/set accuracy, which is defined per object pair; a cluster drawn twice enters
     as two distinct copies (:func:`_cluster_copy`).
+
+    ``statistic`` is the definition. The draws are the same whichever way the resamples are then
+    evaluated: when ``statistic`` is a size-weighted mean of its values on each unit (a document,
+    or a cluster) -- the mean, and pair/set accuracy over whole object pairs, are -- every resample
+    is evaluated at once from per-unit values (:func:`_additive_deltas`), after checking that
+    property against ``statistic`` itself on the whole sample and on :data:`ADDITIVITY_CHECKS`
+    resamples; otherwise ``statistic`` is called on every resample (with a progress bar).
+    Differences within 1e-12 of a number are rounded to it (:data:`DELTA_DECIMALS`), so that both
+    ways count an exactly-zero difference as zero.
     """
-    rng = np.random.default_rng(seed)
-    n = len(first)
-    deltas = np.empty(iterations)
     if clusters is not None:
         members: dict[Any, list[int]] = {}
         for index, key in enumerate(clusters):
             members.setdefault(key, []).append(index)
         groups = list(members.values())
-        for i in range(iterations):
-            drawn = rng.integers(0, len(groups), size=len(groups))
-            sample_a, sample_b = [], []
-            for copy, g in enumerate(drawn):
-                sample_a += [_cluster_copy(first[j], copy) for j in groups[g]]
-                sample_b += [_cluster_copy(second[j], copy) for j in groups[g]]
-            deltas[i] = statistic(sample_b) - statistic(sample_a)
-    elif statistic is _mean:  # the mean of a difference is the difference of the means: vectorised
-        differences = np.asarray(second, dtype=float) - np.asarray(first, dtype=float)
-        for i in range(iterations):
-            deltas[i] = differences[rng.integers(0, n, size=n)].mean()
+        copy: Callable[[Any, int], Any] = _cluster_copy
     else:
-        for i in range(iterations):
-            index = rng.integers(0, n, size=n)
-            deltas[i] = statistic([second[j] for j in index]) - statistic([first[j] for j in index])
+        groups = [[index] for index in range(len(first))]
+        copy = _no_copy
+    checks = np.concatenate(list(_draws(seed, len(groups), min(ADDITIVITY_CHECKS, iterations))))
+    parts = _additive_parts(first, second, statistic, groups, checks, copy)
+    deltas = np.empty(iterations)
+    done = 0
+    bar = tqdm(total=iterations, desc="bootstrap", disable=not progress or parts is not None, leave=False)
+    for chunk in _draws(seed, len(groups), iterations):
+        if parts is not None:
+            differences, weights = parts
+            deltas[done : done + len(chunk)] = differences[chunk].sum(axis=1) / weights[chunk].sum(axis=1)
+        else:
+            for offset, drawn in enumerate(chunk):
+                sample_a, sample_b = _resample(first, groups, drawn, copy), _resample(second, groups, drawn, copy)
+                deltas[done + offset] = statistic(sample_b) - statistic(sample_a)
+                bar.update()
+        done += len(chunk)
+    bar.close()
+    deltas = np.round(deltas, DELTA_DECIMALS)
     tail = (1 - confidence) / 2
     low, high = np.quantile(deltas, [tail, 1 - tail])
     p = min(1.0, 2 * min(float(np.mean(deltas <= 0)), float(np.mean(deltas >= 0))))
     return p, float(low), float(high)
+
+
+DELTA_DECIMALS = 12
+"""Resampled differences are rounded to 12 decimals (floating-point noise of two ways to sum)."""
+ADDITIVITY_CHECKS = 4
+"""Resamples on which the per-unit evaluation is checked against the statistic before it is used."""
+_DRAW_CHUNK = 1 << 21
+"""Unit indices held in memory at once (16 MB of int64)."""
+
+
+def _draws(seed: int, units: int, iterations: int) -> Iterator[np.ndarray]:
+    """The resamples' unit indices, ``(resamples, units)`` arrays in chunks: one ``rng.integers`` per resample."""
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, _DRAW_CHUNK // max(units, 1))
+    for start in range(0, iterations, per_chunk):
+        count = min(per_chunk, iterations - start)
+        yield np.array([rng.integers(0, units, size=units) for _ in range(count)], dtype=np.int64).reshape(count, units)
+
+
+def _no_copy(value: Any, copy: int) -> Any:
+    return value
+
+
+def _resample(values: Sequence[Any], groups: Sequence[Sequence[int]], drawn: np.ndarray, copy) -> list[Any]:
+    """The documents of the drawn units, in draw order; the ``k``-th drawn unit's records are copy ``k``."""
+    sample: list[Any] = []
+    for position, unit in enumerate(drawn):
+        sample += [copy(values[j], position) for j in groups[unit]]
+    return sample
+
+
+def _additive_parts(
+    first: Sequence[Any],
+    second: Sequence[Any],
+    statistic: Callable[[Sequence[Any]], float],
+    groups: Sequence[Sequence[int]],
+    checks: np.ndarray,
+    copy,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-unit ``(w (v_b - v_a), w)`` when ``statistic`` is a size-weighted mean over units, else None.
+
+    Per unit ``u`` with ``w_u`` documents: ``v_u = statistic(unit u alone)``. The claim checked,
+    for both runs, on the whole sample and on the resamples ``checks``, is ``statistic(units drawn
+    c_u times) = sum(c_u w_u v_u) / sum(c_u w_u)``; a resample's difference is then
+    ``sum over drawn units of w (v_b - v_a)`` divided by the number of documents drawn.
+    """
+    weights = np.array([len(group) for group in groups], dtype=float)
+    values = []
+    for run in (first, second):
+        values.append(np.array([statistic([copy(run[j], 0) for j in group]) for group in groups], dtype=float))
+    for drawn in [np.arange(len(groups)), *checks]:
+        counts = np.bincount(drawn, minlength=len(groups)).astype(float)
+        for run, per_unit in zip((first, second), values, strict=True):
+            direct = statistic(_resample(run, groups, drawn, copy))
+            if not math.isclose(direct, float(counts @ (weights * per_unit) / (counts @ weights)), abs_tol=1e-9):
+                return None
+    return weights * (values[1] - values[0]), weights
 
 
 def controlled_cluster(value: Any) -> Any:
@@ -309,7 +388,7 @@ def correctness(sample: dict, metric: str) -> float | None:
 
 
 def compare_pair(
-    first: RunFiles, later: RunFiles, task: str, metric: str, iterations: int, seed: int
+    first: RunFiles, later: RunFiles, task: str, metric: str, iterations: int, seed: int, progress: bool = False
 ) -> dict[str, Any]:
     """The paired test of one metric of one task; ``test`` says which (or why none)."""
     paired = paired_samples(first, later, task)
@@ -339,9 +418,9 @@ def compare_pair(
         return {"test": "none", "reason": "per-document records, and the task's aggregation is not importable"}
     clusters = [controlled_cluster(v) for v in va]
     if all(c is not None for c in clusters) and [controlled_cluster(v) for v in vb] == clusters:
-        p, low, high = paired_bootstrap(va, vb, aggregation, iterations, seed, clusters=clusters)
+        p, low, high = paired_bootstrap(va, vb, aggregation, iterations, seed, clusters=clusters, progress=progress)
         return {"test": "cluster_bootstrap", "p": p, "ci_low": low, "ci_high": high, "n": len(doc_ids)}
-    p, low, high = paired_bootstrap(va, vb, aggregation, iterations, seed)
+    p, low, high = paired_bootstrap(va, vb, aggregation, iterations, seed, progress=progress)
     return {"test": "paired_bootstrap", "p": p, "ci_low": low, "ci_high": high, "n": len(doc_ids)}
 
 
@@ -393,7 +472,7 @@ def compare(runs: Sequence[RunFiles], iterations: int = 10_000, seed: int = 0, p
     work = [(task, metric, k) for task, metric in shared for k in range(1, len(runs))]
     tested: dict[tuple[str, str, int], dict] = {}
     for task, metric, k in tqdm(work, desc="compare", disable=not progress, leave=False):
-        tested[(task, metric, k)] = compare_pair(runs[0], runs[k], task, metric, iterations, seed)
+        tested[(task, metric, k)] = compare_pair(runs[0], runs[k], task, metric, iterations, seed, progress)
     keys = [key for key, result in tested.items() if "p" in result]
     for key, adjusted in zip(keys, holm([tested[key]["p"] for key in keys]), strict=True):
         tested[key]["p_holm"] = adjusted
@@ -484,12 +563,22 @@ def render(report: dict, fmt: str, max_flips: int = 20) -> str:
         task, k = key.split("|")
         if not flipped["lost"] and not flipped["gained"]:
             continue
-        parts.append(f"## {task}: run{k} vs run0, flipped by `{flipped['metric']}`")
+        parts += [
+            f"## {task}: documents flipped between run0 and run{k} (correctness by `{flipped['metric']}`)",
+            "",
+            f"run0 = `{report['runs'][0]}`; run{k} = `{report['runs'][int(k)]}`. Each document: its doc_id, the "
+            f"target, then run0's answer -> run{k}'s answer.",
+            "",
+        ]
+        meaning = {"lost": f"right in run0, wrong in run{k}", "gained": f"wrong in run0, right in run{k}"}
         for label in ("lost", "gained"):
             items = flipped[label]
-            shown = ", ".join(f"{f['doc_id']} ({f['first']!r} -> {f['later']!r})" for f in items[:max_flips])
-            more = f", ... ({len(items) - max_flips} more)" if len(items) > max_flips else ""
-            parts.append(f"- {label} ({len(items)}): {shown}{more}")
+            shown = "; ".join(
+                f"doc {f['doc_id']} (target {f['target']!r}): {f['first']!r} -> {f['later']!r}"
+                for f in items[:max_flips]
+            )
+            more = f"; ... ({len(items) - max_flips} more, all in --format json)" if len(items) > max_flips else ""
+            parts.append(f"- {label}, {meaning[label]} ({len(items)}): {shown or 'none'}{more}")
         parts.append("")
     return "\n".join(parts)
 

@@ -71,39 +71,71 @@ def curve_rows(task: SweepTask) -> list[dict[str, Any]]:
     return rows
 
 
-def plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Per task: accuracy (top) and mean first-token confidence (bottom) against alpha, one line per relation."""
+ALL_COLOUR = "black"
+
+
+def relation_colours(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """One colour per relation for the whole figure (relations of every task, sorted; ``all`` black)."""
+    from matplotlib import colormaps
+
+    relations = sorted({r["relation"] for r in rows if r["relation"] != "all"})
+    palette = colormaps["tab10" if len(relations) <= 10 else "tab20"].colors
+    colours = {relation: _hex(palette[index % len(palette)]) for index, relation in enumerate(relations)}
+    return {**colours, "all": ALL_COLOUR}
+
+
+def _hex(rgb: Sequence[float]) -> str:
+    return "#" + "".join(f"{round(channel * 255):02x}" for channel in rgb[:3])
+
+
+def figure_of(rows: Sequence[dict[str, Any]]):
+    """Per task (a column): accuracy (top) and mean first-token confidence (bottom) against alpha.
+
+    A relation has the same colour in every panel; each column's legend sits below its panels,
+    outside the axes, so it never covers a point.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    figure, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 7.5), squeeze=False)
+    colours = relation_colours(rows)
+    figure, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 8.5), squeeze=False)
     for column, task in enumerate(tasks):
         relations = list(dict.fromkeys(r["relation"] for r in rows if r["task"] == task))
         for row, (key, label) in enumerate((("accuracy", "accuracy"), ("mean_confidence", "mean confidence"))):
             axis = axes[row][column]
             for relation in relations:
                 points = [r for r in rows if r["task"] == task and r["relation"] == relation]
-                style = {"color": "black", "linewidth": 2.5} if relation == "all" else {}
                 axis.plot(
                     [p["alpha"] for p in points],
                     [p[key] for p in points],
                     marker="o",
+                    color=colours[relation],
+                    linewidth=2.5 if relation == "all" else 1.8,
                     label=f"{relation} (n={points[0]['n']})",
-                    **style,
                 )
             axis.axvline(1.0, color="grey", linestyle=":", linewidth=1)
             axis.set_title(task if row == 0 else "")
             axis.set_xlabel("alpha (image-attention scaling)")
             axis.set_ylabel(label)
             axis.set_ylim(-0.02, 1.02)
-            if row == 0:
-                axis.legend(fontsize="small")
+        handles, labels = axes[1][column].get_legend_handles_labels()
+        axes[1][column].legend(
+            handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small", frameon=False
+        )
     figure.tight_layout()
+    return figure
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Write :func:`figure_of` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = figure_of(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
 

@@ -19,6 +19,7 @@ that comes first in grid order (alpha ascending; AdaptVis by alpha1, then alpha2
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,7 +271,8 @@ def score_grid(
 
 
 def best(scored: Sequence[Scored], method: str, metric: str) -> Scored:
-    """Highest ``metric`` among ``method``'s configurations; ties: the first in grid order."""
+    """Highest ``metric`` among ``method``'s configurations; ties: a no-op configuration (alpha = 1,
+    present only with ``--include-baseline``), else the first in grid order."""
     candidates = [s for s in scored if s.method == method]
     if not candidates:
         raise AnalysisError(f"no {method} configuration to choose from")
@@ -278,7 +280,27 @@ def best(scored: Sequence[Scored], method: str, metric: str) -> Scored:
         choices = ", ".join(candidates[0].metrics)
         raise AnalysisError(f"--metric {metric}: not a metric of this task; choose from {choices}")
     top = max(s.metrics[metric] for s in candidates)
-    return next(s for s in candidates if s.metrics[metric] == top)
+    tied = [s for s in candidates if s.metrics[metric] == top]
+    return next((s for s in tied if is_no_op(s)), tied[0])
+
+
+def is_no_op(scored: Scored) -> bool:
+    """True for a configuration that leaves attention unchanged: ScalingVis alpha = 1, AdaptVis alpha1 = alpha2 = 1."""
+    return all(scored.params.get(name, 1.0) == 1.0 for name in ("alpha", "alpha1", "alpha2"))
+
+
+def against_baseline(method: str, best_value: float, baseline_value: float, metric: str) -> str:
+    """One plain sentence: does the best configuration of ``method`` beat the baseline (alpha = 1)?"""
+    name = {"scaling_vis": "ScalingVis", "adapt_vis": "AdaptVis"}.get(method, method)
+    if best_value > baseline_value:
+        return f"{name} beats the baseline (alpha = 1) by {best_value - baseline_value:+.4f} {metric}."
+    if best_value == baseline_value:
+        return f"No {name} configuration beats the baseline (alpha = 1): the best ties it at {metric} {best_value:.4f}."
+    return (
+        f"Every {name} configuration is WORSE than the baseline (alpha = 1): best {metric} {best_value:.4f} against "
+        f"the baseline's {baseline_value:.4f} ({best_value - baseline_value:+.4f}). On this validation split the "
+        "method does not help; the chosen configuration is only the least bad of the grid."
+    )
 
 
 def reporting_task(task: str) -> str:
@@ -342,6 +364,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="AdaptVis beta grid, e.g. 0.2,0.25,0.3 (default: Appendix E.3 per model family, 0.05 steps: LLaVA-1.5 "
         "0.20-0.55, LLaVA-1.6 0.30-0.65; VSR: the mean of the two labels' average confidences)",
     )
+    parser.add_argument(
+        "--include-baseline",
+        action="store_true",
+        help="also try alpha = 1 (ScalingVis alpha, AdaptVis alpha1 and alpha2), so that 'do not intervene' can be "
+        "chosen; a no-op configuration wins ties. Off by default: the paper's grids exclude alpha = 1",
+    )
     parser.add_argument("--confidence-rule", choices=CONFIDENCE_RULES, default="paper_rounded")
     parser.add_argument(
         "--gate-signal",
@@ -378,12 +406,22 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
     alpha1s = parse_float_list(args.alpha1s, "--alpha1s")
     alpha2s = parse_float_list(args.alpha2s, "--alpha2s")
     explicit_betas = parse_float_list(args.betas, "--betas") if args.betas else None
+    if args.include_baseline:
+        scaling, alpha1s, alpha2s = (tuple(dict.fromkeys((*grid, 1.0))) for grid in (scaling, alpha1s, alpha2s))
     report: dict[str, Any] = {"trace": str(args.trace), "metric": args.metric, "confidence_rule": args.confidence_rule}
     if signal != "max_prob":
         report["gate_signal"] = signal
+    report["include_baseline"] = bool(args.include_baseline)
     report["tie_break"] = (
-        f"highest {args.metric}; ties go to the first configuration in grid order "
+        f"highest {args.metric}; ties go to "
+        + ("a no-op configuration (alpha = 1), else " if args.include_baseline else "")
+        + "the first configuration in grid order "
         "(ScalingVis: alpha ascending; AdaptVis: alpha1, then alpha2, then beta ascending)"
+    )
+    report["grids"] = (
+        "alpha = 1 included (--include-baseline)"
+        if args.include_baseline
+        else "the paper's grids, which exclude alpha = 1 (--include-baseline adds it)"
     )
     out_tasks: dict[str, Any] = {}
     for task in tasks:
@@ -398,6 +436,7 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
             betas, beta_source = _betas_for(task, explicit_betas)
         scored = score_grid(task, scaling, alpha1s, alpha2s, betas, args.confidence_rule, not args.no_progress)
         chosen = {m: best(scored, m, args.metric) for m in ("scaling_vis", "adapt_vis")}
+        baseline = next(s for s in scored if s.method == "baseline")
         out_tasks[task.task] = {
             "run": task.run,
             "split": task.split,
@@ -407,10 +446,16 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
             "betas": list(betas),
             "beta_source": beta_source,
             "configurations": [{"method": s.method, **s.params, "n_alpha1": s.n_alpha1, **s.metrics} for s in scored],
+            "baseline": {"metrics": baseline.metrics},
             "chosen": {
                 method: {
                     "params": s.params,
                     "metrics": s.metrics,
+                    "baseline_metrics": baseline.metrics,
+                    "beats_baseline": s.metrics[args.metric] > baseline.metrics[args.metric],
+                    "verdict": against_baseline(
+                        method, s.metrics[args.metric], baseline.metrics[args.metric], args.metric
+                    ),
                     "model_args": model_args(task, s, args.confidence_rule, signal),
                     "test_task": reporting_task(task.task),
                     "model": WRAPPERS.get(task.model_type or "", "<llava_adaptvis|qwen2_vl_adaptvis>"),
@@ -446,6 +491,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
         metrics = sorted({k for t in report["tasks"].values() for k in _metric_columns(t["configurations"])})
         return csv_table(rows, ["task", *params, *metrics, "chosen"])
     parts = [f"# adaptvis tune: {report['trace']}", "", f"Selection: {report['tie_break']}.", ""]
+    parts += [f"Grids: {report['grids']}.", ""]
     for name, task in report["tasks"].items():
         parts += [
             f"## {name} ({task['documents']} documents, split {task['split']}, run {task['run']})",
@@ -458,8 +504,12 @@ def render(report: dict[str, Any], fmt: str) -> str:
         ]
         for method, choice in task["chosen"].items():
             summary = ", ".join(f"{k}={v:g}" for k, v in choice["params"].items())
+            metric = report["metric"]
             parts += [
-                f"**{method}**: {summary} -> validation {report['metric']} {choice['metrics'][report['metric']]:.4f}",
+                f"**{method}**: {summary} -> validation {metric} {choice['metrics'][metric]:.4f} "
+                f"(baseline alpha = 1: {choice['baseline_metrics'][metric]:.4f})",
+                "",
+                choice["verdict"],
                 "",
                 f"    lmms-eval --model {choice['model']} --model_args {choice['model_args']} "
                 f"--tasks {choice['test_task']}",
@@ -476,7 +526,13 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``adaptvis tune``."""
 
     def body() -> int:
-        emit(render(tune(args), args.format), args.output)
+        report = tune(args)
+        emit(render(report, args.format), args.output)
+        if args.output is not None or args.format != "markdown":  # the verdicts are not on screen otherwise
+            for name, task in report["tasks"].items():
+                for choice in task["chosen"].values():
+                    if not choice["beats_baseline"]:
+                        print(f"adaptvis tune: {name}: {choice['verdict']}", file=sys.stderr)
         return 0
 
     return run_tool(body)

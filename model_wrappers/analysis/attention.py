@@ -14,11 +14,13 @@ token's** attention probabilities in every layer:
   suite's rule (``adaptvis_tasks.confidence``).
 
 Outputs in ``--output-dir``: per chosen layer ``layer<L>_{before,after}.png`` (the head-averaged
-map over the image patch grid, overlaid on the image the model saw) and
-``grid_layer<L>_{before,after}.png`` (the raw map, one pixel per patch: the grid's shape);
+map over the image patch grid, overlaid on the image the model saw, with a colour bar),
+``grid_layer<L>_{before,after}.png`` (the raw map, one pixel per patch: the grid's shape) and
+``grid_layer<L>_{before,after}_large.png`` (the same, enlarged without smoothing);
 ``attention_share.{csv,json,png}``: the share of attention on image vs text tokens per layer,
 before and after (the paper's Figure 3 measure). The fused kernels the evaluation uses never
-build these matrices; this tool computes them for this one sample only.
+build these matrices; this tool computes them for this one sample only. It prints the greedy
+answer before and after the intervention (the evaluation's own decoder) and what it wrote where.
 """
 
 from __future__ import annotations
@@ -239,9 +241,23 @@ def run_attention(
 # ----------------------------------------------------------------------------------------------
 
 
-def _save_grid_png(values: np.ndarray, path: Path, vmax: float) -> None:
+READABLE_SIDE = 256
+"""Minimum side in pixels of the upscaled grid maps (``grid_layer*_large.png``)."""
+
+
+def _save_grid_png(values: np.ndarray, path: Path, vmax: float) -> Path:
+    """The raw map, one greyscale pixel per patch (``path``), and an upscaled copy without smoothing.
+
+    The copy (``<stem>_large.png``) repeats every patch pixel ``k`` times in each direction (nearest
+    neighbour, integer ``k``), so each patch stays one uniform square: a 4 x 4 grid becomes 256 x 256.
+    """
     scaled = np.zeros_like(values) if vmax <= 0 else np.clip(values / vmax, 0, 1)
-    Image.fromarray((scaled * 255).round().astype(np.uint8), mode="L").save(path)
+    pixels = (scaled * 255).round().astype(np.uint8)
+    Image.fromarray(pixels, mode="L").save(path)
+    factor = max(1, math.ceil(READABLE_SIDE / max(pixels.shape)))
+    large = path.with_name(f"{path.stem}_large.png")
+    Image.fromarray(np.kron(pixels, np.ones((factor, factor), dtype=np.uint8)), mode="L").save(large)
+    return large
 
 
 def write_outputs(
@@ -265,10 +281,10 @@ def write_outputs(
             suffix = "" if len(result.grid.parts) == 1 else f"_{part}"
             for which in ("before", "after"):
                 grid_path = out / f"grid_layer{layer:02d}{suffix}_{which}.png"
-                _save_grid_png(maps[which][part], grid_path, vmax)
-                figure, axis = plt.subplots(figsize=(4, 4))
+                large_path = _save_grid_png(maps[which][part], grid_path, vmax)
+                figure, axis = plt.subplots(figsize=(4.8, 4))
                 axis.imshow(view)
-                axis.imshow(
+                overlay = axis.imshow(
                     maps[which][part],
                     cmap="jet",
                     alpha=0.5,
@@ -282,10 +298,14 @@ def write_outputs(
                 title = f"layer {layer} {which} (alpha={shown_alpha:g}), image share {share:.3f}"
                 axis.set_title(title, fontsize=8)
                 axis.axis("off")
+                bar = figure.colorbar(overlay, ax=axis, fraction=0.046, pad=0.04)
+                bar.solids.set_alpha(1.0)  # the scale itself opaque: the overlay's transparency would pale it
+                bar.set_label("attention probability (mean over heads)", fontsize=7)
+                bar.ax.tick_params(labelsize=7)
                 path = out / f"layer{layer:02d}{suffix}_{which}.png"
                 figure.savefig(path, dpi=100, bbox_inches="tight")
                 plt.close(figure)
-                written += [grid_path, path]
+                written += [grid_path, large_path, path]
     rows = share_rows(result)
     (out / "attention_share.csv").write_text(csv_table(rows, list(rows[0])), encoding="utf-8")
     summary = {"prompt": result.prompt, "confidence": result.confidence, "alpha": result.alpha, "layers": rows}
@@ -296,6 +316,13 @@ def write_outputs(
         [r["layer"] for r in rows], [r["image_after"] for r in rows], marker="s", label=f"image, alpha={result.alpha:g}"
     )
     axis.set_xlabel("layer")
+    layers = [r["layer"] for r in rows]
+    if len(layers) <= 16:
+        axis.set_xticks(layers)
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("share of the last token's attention")
     axis.set_ylim(0, 1)
     axis.legend()
@@ -303,6 +330,59 @@ def write_outputs(
     figure.savefig(out / "attention_share.png", dpi=100)
     plt.close(figure)
     return [*written, out / "attention_share.csv", out / "attention_share.json", out / "attention_share.png"]
+
+
+def answers_before_after(
+    model, processor, image: Image.Image, prompt: str, alpha: float, layers: Sequence[int] | None, max_new_tokens: int
+) -> tuple[str, str]:
+    """The greedy answers without the intervention and with Eq. 2 at ``alpha`` (the evaluation's decoder)."""
+    from model_wrappers.architectures import prompt_batch
+    from model_wrappers.decoding import DecodeSettings, eos_and_pad, generate
+    from model_wrappers.intervention import image_scaling_backend
+    from model_wrappers.methods import MethodConfig
+
+    tokenizer = processor.tokenizer
+    eos_ids, pad = eos_and_pad(model, tokenizer)
+    settings = DecodeSettings(max_new_tokens=max_new_tokens, eos_token_ids=eos_ids, pad_token_id=pad)
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+    layer_arg = None if layers is None else "|".join(str(layer) for layer in layers)
+    answers = []
+    with image_scaling_backend(model):
+        for method in (
+            MethodConfig.from_model_args(method="baseline"),
+            MethodConfig.from_model_args(method="scaling_vis", alpha=alpha, layers=layer_arg),
+        ):
+            (output,) = generate(model, prompt_batch(model, inputs), method, settings, need_confidence=False)
+            answers.append(tokenizer.decode(output.tokens, skip_special_tokens=True).strip())
+    return answers[0], answers[1]
+
+
+def describe_outputs(
+    result: AttentionResult, answers: tuple[str, str], layers: Sequence[int], out: Path, method: str
+) -> str:
+    """What the command prints: the answer before and after, the image share, and what was written where."""
+    shares = share_rows(result)
+    before = sum(r["image_before"] for r in shares) / len(shares)
+    after = sum(r["image_after"] for r in shares) / len(shares)
+    suffixes = [""] if len(result.grid.parts) == 1 else [f"_{name}" for name, *_ in result.grid.parts]
+    first, last = f"{min(layers):02d}", f"{max(layers):02d}"
+    span = first if first == last else f"{first}..{last}"
+    lines = [
+        f"adaptvis attention: {method}, alpha applied = {result.alpha:g} (first-token confidence C = "
+        f"{result.confidence:.3f} under alpha = 1)",
+        f"  answer before (alpha = 1):   {answers[0]!r}",
+        f"  answer after (alpha = {result.alpha:g}): {answers[1]!r}",
+        f"  image share of the last prompt token's attention, mean over layers: {before:.3f} -> {after:.3f}",
+        f"wrote to {out}:",
+    ]
+    for suffix in suffixes:
+        lines += [
+            f"  layer<L>{suffix}_{{before,after}}.png        attention on the image, with a colour bar (layers {span})",
+            f"  grid_layer<L>{suffix}_{{before,after}}.png   the raw map, one greyscale pixel per patch",
+            f"  grid_layer<L>{suffix}_{{before,after}}_large.png  the same, enlarged without smoothing",
+        ]
+    lines.append("  attention_share.csv|json|png        image vs text share per layer, before and after")
+    return "\n".join(lines)
 
 
 def share_rows(result: AttentionResult) -> list[dict[str, Any]]:
@@ -341,6 +421,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16, auto")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=16, help="length of the answers shown before/after (default 16)"
+    )
 
 
 def _check_method(args: argparse.Namespace) -> None:
@@ -384,7 +467,13 @@ def run(args: argparse.Namespace) -> int:
             raise AnalysisError(f"--layers {args.layers}: the model has layers 0..{len(result.layers) - 1}")
         view = model_view(loaded.model, loaded.processor, image, result.grid.parts[0])
         written = write_outputs(result, image, view, layers, args.output_dir)
-        print(json.dumps({"alpha": result.alpha, "confidence": result.confidence, "files": len(written)}))
+        answers = answers_before_after(
+            loaded.model, loaded.processor, image, result.prompt, result.alpha, intervened, args.max_new_tokens
+        )
+        summary = json.loads((args.output_dir / "attention_share.json").read_text(encoding="utf-8"))
+        summary.update(answer_before=answers[0], answer_after=answers[1], method=args.method)
+        (args.output_dir / "attention_share.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        print(describe_outputs(result, answers, layers, args.output_dir, args.method))
         print(f"wrote {len(written)} files to {args.output_dir}", file=sys.stderr)
         return 0
 

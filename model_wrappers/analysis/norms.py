@@ -12,7 +12,8 @@ embeddings. Three distributions are reported:
 * ``text (vocabulary)``: every row of the ordinary vocabulary -- the population ``vision_norm``
   takes its statistic from (``model_wrappers.vision.text_embedding_norms``).
 
-The plot (PNG, matplotlib) overlays their histograms on a log axis.
+The plot (PNG, matplotlib) has one histogram per distribution on a shared log axis, each with its
+own y scale (so the few, spread vision norms stay visible), and the mean ratio in its title.
 """
 
 from __future__ import annotations
@@ -132,7 +133,12 @@ def measure(loaded, images, texts, vision=None) -> dict[str, object]:
 
 
 def plot(norms: dict[str, object], path: Path, title: str) -> None:
-    """Overlaid histograms (log-spaced bins) of each norm distribution, as a PNG."""
+    """One histogram per distribution (log-spaced bins, shared log x axis), as a PNG.
+
+    Each panel has its own y scale and shows the share of that distribution's tokens per bin, so a
+    distribution of few, widely spread norms (the vision tokens) is as visible as a narrow one; a
+    dashed line marks each mean.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,14 +148,18 @@ def plot(norms: dict[str, object], path: Path, title: str) -> None:
     values = {name: np.asarray(v, dtype=np.float64) for name, v in norms.items()}
     positive = np.concatenate([v[v > 0] for v in values.values()])
     bins = np.geomspace(positive.min(), positive.max() * 1.0001, 60)
-    figure, axis = plt.subplots(figsize=(7, 3.6))
-    for name, v in values.items():
-        axis.hist(v[v > 0], bins=bins, alpha=0.55, density=True, label=f"{name} (n={v.size})")
-    axis.set_xscale("log")
-    axis.set_xlabel("L2 norm (log scale)")
-    axis.set_ylabel("density")
-    axis.set_title(title, fontsize=9)
-    axis.legend(fontsize=8)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure, axes = plt.subplots(len(values), 1, figsize=(7, 1.6 + 1.5 * len(values)), sharex=True, squeeze=False)
+    for index, (axis, (name, v)) in enumerate(zip(axes[:, 0], values.items(), strict=True)):
+        kept = v[v > 0]
+        colour = colours[index % len(colours)]
+        axis.hist(kept, bins=bins, weights=np.full(kept.size, 1 / max(kept.size, 1)), color=colour)
+        axis.axvline(float(kept.mean()), color="black", linestyle="--", linewidth=1)
+        axis.set_ylabel("share", fontsize=8)
+        axis.set_title(f"{name}: n={v.size}, mean {kept.mean():.4g}", fontsize=8, loc="left")
+    axes[-1, 0].set_xscale("log")
+    axes[-1, 0].set_xlabel("L2 norm (log scale); dashed: mean")
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -191,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     ratio = stats["vision"]["mean"] / stats["text (vocabulary)"]["mean"]
     print(f"mean vision norm / mean vocabulary norm = {ratio:.4g}")
     setting = f" {vision.describe()}" if vision is not None else ""
-    plot(norms, Path(args.plot), f"{args.pretrained}{setting}")
+    plot(norms, Path(args.plot), f"{args.pretrained}{setting}\nmean vision norm / mean vocabulary norm = {ratio:.4g}")
     print(f"plot: {args.plot}")
     if args.json:
         Path(args.json).write_text(json.dumps({"pretrained": args.pretrained, "stats": stats}, indent=2) + "\n")

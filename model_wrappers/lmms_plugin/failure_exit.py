@@ -5,9 +5,10 @@ exception of an evaluation, prints it, logs "Error during evaluation" and return
 process exits 0 (only ``--verbosity DEBUG`` re-raises). :func:`install_failure_exit` wraps the one
 function that loop calls for the evaluation proper, ``lmms_eval.evaluator.simple_evaluate`` (looked
 up as ``evaluator.simple_evaluate`` at call time), once. When a CLI run (``cli_args`` given) that
-uses this suite's models or tasks raises, the wrapper prints what lmms-eval would print plus
-:func:`explain_failure` (what went wrong, the likely cause, the one command that checks the data)
-and exits with status 1. Python-API calls, other models' and other tasks' runs are untouched.
+uses this suite's models or tasks raises, the wrapper prints :func:`explain_failure` once (what
+went wrong, the likely cause, the one command that checks the data; the traceback too, unless the
+error is one of this suite's own, whose message is complete) and exits with status 1.
+Python-API calls, other models' and other tasks' runs are untouched.
 
 It cannot be installed when the entry point is loaded: lmms-eval imports the entry points while
 ``lmms_eval.evaluator`` is itself still being imported. The task-discovery hook
@@ -354,14 +355,27 @@ def explain_unknown_tasks(unknown: list[str], model_name: Any, known: list[str])
     return "\n".join(lines)
 
 
-def _exit_after(error: Exception, report: str) -> None:
-    """Print what lmms-eval's CLI prints for a failure, then the report, and exit with status 1."""
-    from loguru import logger
+SUITE_PACKAGES = ("model_wrappers", "adaptvis_tasks", "yaml_tasks")
+"""Errors raised with a class of these packages carry a complete message for the user (argument, file, fix)."""
 
-    traceback.print_exc()
-    logger.error(f"Error during evaluation: {error}. Please set `--verbosity=DEBUG` to get more information.")
+
+def is_explained(error: BaseException) -> bool:
+    """True for this suite's own error classes, whose message says everything (no traceback needed)."""
+    return type(error).__module__.split(".")[0] in SUITE_PACKAGES
+
+
+def _exit_after(error: Exception, report: str) -> None:
+    """Print the failure once and exit with status 1.
+
+    lmms-eval's CLI would print the traceback (whose last line is the message), then log "Error
+    during evaluation: <message>"; with the report that made the message appear three times. Now:
+    the traceback only for errors that are not this suite's own explained ones (a bug, or a library
+    error), and one "Error during evaluation -- <report>" block on stderr carries the message once.
+    """
+    if not is_explained(error):
+        traceback.print_exc()
     sys.stdout.flush()
-    print(report, file=sys.stderr, flush=True)
+    print(f"Error during evaluation -- {report}", file=sys.stderr, flush=True)
     raise SystemExit(FAILURE_EXIT_CODE) from error
 
 
