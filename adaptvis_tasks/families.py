@@ -76,6 +76,13 @@ FAMILIES: tuple[FamilyEntry, ...] = (
         "model_wrappers.families.qwen3_vl",
         "Qwen/Qwen3-VL-8B-Instruct",
     ),
+    FamilyEntry(
+        "llava_onevision",
+        "LLaVA-OneVision",
+        "llava_onevision_adaptvis",
+        "model_wrappers.families.llava_onevision",
+        "llava-hf/llava-onevision-qwen2-7b-ov-hf",
+    ),
 )
 """Every supported family, in documentation order: the registration list."""
 

@@ -15,12 +15,13 @@ from tests.llama_vocabulary import load_llama_vocabulary
 from tests.tiny_checkpoints import (
     LlamaVocabulary,
     build_tiny_llava,
+    build_tiny_llava_onevision,
     build_tiny_qwen2_5_vl,
     build_tiny_qwen2_vl,
     build_tiny_qwen3_vl,
 )
 
-ARCHITECTURES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+ARCHITECTURES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision")
 MROPE_ARCHITECTURES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 """Families with 3-D multimodal RoPE position ids (``get_rope_index``)."""
 
@@ -41,6 +42,7 @@ def tiny_checkpoints(tmp_path_factory, llama_vocabulary) -> dict[str, Path]:
         "qwen2_vl": build_tiny_qwen2_vl(root / "qwen2_vl"),
         "qwen2_5_vl": build_tiny_qwen2_5_vl(root / "qwen2_5_vl"),
         "qwen3_vl": build_tiny_qwen3_vl(root / "qwen3_vl"),
+        "llava_onevision": build_tiny_llava_onevision(root / "llava_onevision"),
     }
 
 
@@ -67,3 +69,8 @@ def tiny_qwen2_5_vl(tiny_checkpoints) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen3_vl(tiny_checkpoints) -> Path:
     return tiny_checkpoints["qwen3_vl"]
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_onevision(tiny_checkpoints) -> Path:
+    return tiny_checkpoints["llava_onevision"]

@@ -1,7 +1,7 @@
 """The newer families through the real ``lmms-eval`` CLI: adapt_vis on WhatsUp, a sweep, ``adaptvis tune``.
 
 One lmms-eval start per (family, method); both runs of a family use the same tiny checkpoint.
-The Qwen2.5-VL and Qwen3-VL rows of the paper have no Appendix E.3 beta range, so the tuner is
+The paper gives Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision no Appendix E.3 beta range, so the tuner is
 given ``--betas`` (docs/FAMILIES.md).
 """
 
@@ -18,7 +18,11 @@ from tests.cli import base_env, lmms_eval_command, run_lmms_eval
 
 pytestmark = pytest.mark.e2e
 
-FAMILIES = {"qwen2_5_vl": "qwen2_5_vl_adaptvis", "qwen3_vl": "qwen3_vl_adaptvis"}
+FAMILIES = {
+    "qwen2_5_vl": "qwen2_5_vl_adaptvis",
+    "qwen3_vl": "qwen3_vl_adaptvis",
+    "llava_onevision": "llava_onevision_adaptvis",
+}
 ADAPT_VIS = "method=adapt_vis,alpha1=0.5,alpha2=1.5,threshold=0.3"
 
 

@@ -584,3 +584,97 @@ def build_tiny_qwen3_vl(path: str | Path, spec: TinySpec = TinySpec(num_kv_heads
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
     return _save(model, processor, path, ids["<|im_end|>"], ids["<|endoftext|>"])
+
+
+LLAVA_ONEVISION_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""The shape of llava-hf's LLaVA-OneVision chat template (Qwen2 turns, ``<image>\\n`` before the text)."""
+
+
+def build_tiny_llava_onevision(
+    path: str | Path, spec: TinySpec = TinySpec(num_kv_heads=2), vision_aspect_ratio: str = "anyres_max_1"
+) -> Path:
+    """Write a tiny LLaVA-OneVision checkpoint (``LlavaOnevisionConfig``: SigLIP tower, Qwen2 language model,
+    AnyRes tiles with one ``image_newline`` per row after the base image's grid).
+
+    ``anyres_max_1`` (the real checkpoints use ``anyres_max_9``) makes every multi-tile image exceed
+    the budget, so the bilinear downsampling of the tile grid is exercised at this tiny size.
+    """
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+    raw = _train_tokenizer(special, spec.vocab_size, bos=None, unk=None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+        padding_side="left",
+    )
+    ids = {tok: raw.token_to_id(tok) for tok in special}
+    size = spec.image_size
+    pinpoints = [[size, size * 2], [size * 2, size], [size * 2, size * 2]]
+    torch.manual_seed(spec.seed)
+    config = LlavaOnevisionConfig(
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": raw.get_vocab_size(),
+            "hidden_size": spec.hidden_size,
+            "intermediate_size": spec.hidden_size * 2,
+            "num_hidden_layers": spec.num_layers,
+            "num_attention_heads": spec.num_heads,
+            "num_key_value_heads": spec.num_kv_heads,
+            "max_position_embeddings": 8192,
+            "initializer_range": spec.initializer_range,
+            "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"],
+        },
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": spec.vision_hidden_size,
+            "intermediate_size": spec.vision_hidden_size * 2,
+            "num_hidden_layers": max(spec.vision_layers, 2),
+            "num_attention_heads": 2,
+            "image_size": size,
+            "patch_size": spec.patch_size,
+        },
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio=vision_aspect_ratio,
+        initializer_range=spec.initializer_range,
+    )
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    with torch.no_grad():  # random weights at the configured scale, including the newline embedding
+        model.model.image_newline.normal_(0.0, spec.initializer_range)
+    image_processor = LlavaOnevisionImageProcessor(
+        image_grid_pinpoints=pinpoints, size={"height": size, "width": size}, do_pad=True
+    )
+    video_processor = LlavaOnevisionVideoProcessor(size={"height": size, "width": size})
+    processor = LlavaOnevisionProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        num_image_tokens=(size // spec.patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio=vision_aspect_ratio,
+        chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
+    )
+    return _save(model, processor, path, ids["<|im_end|>"], ids["<|endoftext|>"])
