@@ -62,6 +62,27 @@ FAMILIES: tuple[FamilyEntry, ...] = (
         "model_wrappers.families.qwen2_vl",
         "Qwen/Qwen2-VL-7B-Instruct",
     ),
+    FamilyEntry(
+        "qwen2_5_vl",
+        "Qwen2.5-VL",
+        "qwen2_5_vl_adaptvis",
+        "model_wrappers.families.qwen2_5_vl",
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+    ),
+    FamilyEntry(
+        "qwen3_vl",
+        "Qwen3-VL",
+        "qwen3_vl_adaptvis",
+        "model_wrappers.families.qwen3_vl",
+        "Qwen/Qwen3-VL-8B-Instruct",
+    ),
+    FamilyEntry(
+        "llava_onevision",
+        "LLaVA-OneVision",
+        "llava_onevision_adaptvis",
+        "model_wrappers.families.llava_onevision",
+        "llava-hf/llava-onevision-qwen2-7b-ov-hf",
+    ),
 )
 """Every supported family, in documentation order: the registration list."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from model_wrappers.base import AdaptVisLMM
-from model_wrappers.prompting import chat_prompt, llava15_prompt
+from model_wrappers.prompting import bare_question, chat_prompt, llava15_prompt
 
 
 class LlavaAdaptVis(AdaptVisLMM):
@@ -22,3 +22,25 @@ class LlavaAdaptVis(AdaptVisLMM):
         if self.prompt_style == "paper":
             return llava15_prompt(context, where)
         return chat_prompt(self.processor, context, where)
+
+
+LMMS_EVAL_ONEVISION_SYSTEM_PROMPT = "You are a helpful assistant."
+"""The system turn of lmms-eval 0.7.3's ``llava_onevision`` (its default ``conv_template="qwen_1_5"``)."""
+
+
+class LlavaOnevisionAdaptVis(AdaptVisLMM):
+    """LLaVA-OneVision (``llava_onevision``, llava-hf checkpoints) with the AdaptVis interventions.
+
+    The prompt is lmms-eval's ``qwen_1_5`` conversation: the system turn, then ``<image>\\n`` and
+    the question in the user turn, rendered by the checkpoint's chat template.
+    """
+
+    wrapper_name = "llava_onevision_adaptvis"
+
+    def format_prompt(self, context: str, where: str) -> str:
+        chat_prompt(self.processor, context, where)  # the same checks (chat template present, one image)
+        messages = [
+            {"role": "system", "content": LMMS_EVAL_ONEVISION_SYSTEM_PROMPT},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": bare_question(context, where)}]},
+        ]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

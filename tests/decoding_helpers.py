@@ -12,6 +12,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from model_wrappers.api import adaptvis_generate
 from model_wrappers.intervention import enable_image_attention_scaling
+from tests.model_fixtures import MROPE_ARCHITECTURES
 from tests.test_intervention import QUESTIONS, _image, _prompt
 
 NEW_TOKENS = 6
@@ -59,7 +60,7 @@ class Harness:
         kwargs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
         if pixel_values is not None:
             kwargs["pixel_values"] = pixel_values
-        if self.model_type == "qwen2_vl":
+        if self.model_type in MROPE_ARCHITECTURES:
             mm = inputs["mm_token_type_ids"]
             kwargs["mm_token_type_ids"] = torch.cat([mm, torch.zeros_like(extra, dtype=mm.dtype)], dim=1)
             self.reference.model.rope_deltas = None

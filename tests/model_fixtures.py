@@ -12,9 +12,18 @@ from pathlib import Path
 import pytest
 
 from tests.llama_vocabulary import load_llama_vocabulary
-from tests.tiny_checkpoints import LlamaVocabulary, build_tiny_llava, build_tiny_qwen2_vl
+from tests.tiny_checkpoints import (
+    LlamaVocabulary,
+    build_tiny_llava,
+    build_tiny_llava_onevision,
+    build_tiny_qwen2_5_vl,
+    build_tiny_qwen2_vl,
+    build_tiny_qwen3_vl,
+)
 
-ARCHITECTURES = ("llava", "llava_next", "qwen2_vl")
+ARCHITECTURES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision")
+MROPE_ARCHITECTURES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+"""Families with 3-D multimodal RoPE position ids (``get_rope_index``)."""
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +34,15 @@ def llama_vocabulary() -> LlamaVocabulary:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory, llama_vocabulary) -> dict[str, Path]:
-    """Paths of a tiny LLaVA-1.5 (real Llama vocabulary), LLaVA-1.6 and Qwen2-VL checkpoint, keyed by model_type."""
+    """Paths of the tiny checkpoints keyed by model_type (LLaVA-1.5 with the real Llama vocabulary)."""
     root = tmp_path_factory.mktemp("tiny_checkpoints")
     return {
         "llava": build_tiny_llava(root / "llava", vocabulary=llama_vocabulary),
         "llava_next": build_tiny_llava(root / "llava_next", next_version=True),
         "qwen2_vl": build_tiny_qwen2_vl(root / "qwen2_vl"),
+        "qwen2_5_vl": build_tiny_qwen2_5_vl(root / "qwen2_5_vl"),
+        "qwen3_vl": build_tiny_qwen3_vl(root / "qwen3_vl"),
+        "llava_onevision": build_tiny_llava_onevision(root / "llava_onevision"),
     }
 
 
@@ -47,3 +59,18 @@ def tiny_llava_next(tiny_checkpoints) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen2_vl(tiny_checkpoints) -> Path:
     return tiny_checkpoints["qwen2_vl"]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tiny_checkpoints) -> Path:
+    return tiny_checkpoints["qwen2_5_vl"]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl(tiny_checkpoints) -> Path:
+    return tiny_checkpoints["qwen3_vl"]
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_onevision(tiny_checkpoints) -> Path:
+    return tiny_checkpoints["llava_onevision"]

@@ -1,6 +1,6 @@
 """``adaptvis attention``: the last prompt token's attention over the image grid, before and after Eq. 2.
 
-Tiny random checkpoints of all three families. The "before" weights are checked against
+Tiny random checkpoints of every family. The "before" weights are checked against
 transformers' own eager attention (``output_attentions=True``), the "after" pass against the
 suite's fused intervention, and the PNGs against the grid each architecture defines.
 """
@@ -15,6 +15,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from model_wrappers import cli
 from model_wrappers.analysis import attention
 from model_wrappers.api import adaptvis_generate
+from tests.model_fixtures import ARCHITECTURES, MROPE_ARCHITECTURES
 
 QUESTION = "Where is the mug in relation to the knife? Answer with left, right, on or under."
 
@@ -32,7 +33,7 @@ def _load(path):
     return AutoModelForImageTextToText.from_pretrained(path).eval(), processor
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl"])
+@pytest.mark.parametrize("family", ARCHITECTURES)
 def test_before_equals_eager_attention_and_after_matches_the_fused_intervention(family, tiny_checkpoints):
     model, processor = _load(tiny_checkpoints[family])
     image = _image()
@@ -53,7 +54,7 @@ def test_before_equals_eager_attention_and_after_matches_the_fused_intervention(
     assert result.confidence == pytest.approx(adapt.confidence, abs=1e-5)
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl"])
+@pytest.mark.parametrize("family", ARCHITECTURES)
 def test_grids_follow_each_architecture(family, tiny_checkpoints):
     model, processor = _load(tiny_checkpoints[family])
     result = attention.run_attention(model, processor, _image(), QUESTION, "baseline")
@@ -62,7 +63,7 @@ def test_grids_follow_each_architecture(family, tiny_checkpoints):
     if family == "llava":
         side = model.config.vision_config.image_size // model.config.vision_config.patch_size
         assert parts == {"image": (side, side, side)} and n_image == side * side
-    elif family == "qwen2_vl":
+    elif family in MROPE_ARCHITECTURES:
         inputs = processor(images=[_image()], text=[result.prompt], return_tensors="pt")
         _, h, w = (int(v) for v in inputs["image_grid_thw"][0])
         merge = model.config.vision_config.spatial_merge_size

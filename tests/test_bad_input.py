@@ -40,20 +40,23 @@ from adaptvis_tasks.data import DataSetupError, image_relpath, load_descriptors,
 from adaptvis_tasks.doctor import run_checks
 from adaptvis_tasks.synthetic import write_mirror
 from model_wrappers.base import AdaptVisLMM, RequestError
-from model_wrappers.llava import LlavaAdaptVis
+from model_wrappers.llava import LlavaAdaptVis, LlavaOnevisionAdaptVis
 from model_wrappers.loading import CheckpointError
 from model_wrappers.methods import MethodArgumentError
 from model_wrappers.prompting import PromptError
-from model_wrappers.qwen2_vl import Qwen2VLAdaptVis
+from model_wrappers.qwen2_vl import Qwen2_5_VLAdaptVis, Qwen2VLAdaptVis, Qwen3VLAdaptVis
 from tests.cli import base_env, lmms_eval_command
 
 DESCRIPTORS = load_descriptors()
 TASK = "whatsup_controlled_a"
-FAMILIES = ("llava", "llava_next", "qwen2_vl")
+FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision")
 WRAPPERS: dict[str, type[AdaptVisLMM]] = {
     "llava": LlavaAdaptVis,
     "llava_next": LlavaAdaptVis,
     "qwen2_vl": Qwen2VLAdaptVis,
+    "qwen2_5_vl": Qwen2_5_VLAdaptVis,
+    "qwen3_vl": Qwen3VLAdaptVis,
+    "llava_onevision": LlavaOnevisionAdaptVis,
 }
 GREEDY = {"max_new_tokens": 3, "until": []}
 PAPER_FORMAT = {"prompt_format": "llava15_paper"}

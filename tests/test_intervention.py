@@ -27,7 +27,7 @@ from model_wrappers.intervention import (
     text_attention_implementation,
 )
 from model_wrappers.methods import PAPER_ALPHA_GRID, MethodConfig
-from tests.model_fixtures import ARCHITECTURES
+from tests.model_fixtures import ARCHITECTURES, MROPE_ARCHITECTURES
 
 _REFERENCE = contextvars.ContextVar("eq2_reference", default=None)
 
@@ -114,7 +114,7 @@ class Bench:
             input_ids = torch.cat([input_ids, extra_ids], dim=1)
             attention_mask = torch.cat([attention_mask, torch.ones_like(extra_ids)], dim=1)
         kwargs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-        if self.model_type == "qwen2_vl":
+        if self.model_type in MROPE_ARCHITECTURES:
             mm = inputs["mm_token_type_ids"]
             if extra_ids is not None:
                 mm = torch.cat([mm, torch.zeros_like(extra_ids, dtype=mm.dtype)], dim=1)
@@ -130,7 +130,7 @@ class Bench:
             "alpha": torch.full((input_ids.shape[0],), float(alpha)),
             "layers": None if layers is None else set(layers),
         }
-        if self.model_type == "qwen2_vl":
+        if self.model_type in MROPE_ARCHITECTURES:
             self.reference.model.rope_deltas = None
         token = _REFERENCE.set(setting)
         try:
@@ -318,3 +318,27 @@ def test_sweep_records_the_first_token_confidence_under_every_alpha(bench):
         recorded = torch.tensor([o.sweep_confidence[alpha] for o in sweep])
         assert (recorded - expected).abs().max().item() < 1e-4, alpha
     assert [o.sweep_confidence[1.0] for o in sweep] == pytest.approx([o.confidence for o in sweep], abs=1e-6)
+
+
+def test_baseline_answers_equal_plain_generate_on_a_left_padded_batch_of_mixed_image_sizes(bench):
+    """method=baseline is the family's own greedy ``generate()`` on the same processor outputs."""
+    indices = [0, 1, 2, 3]
+    inputs = bench.inputs(indices)
+    assert len(set(inputs["attention_mask"].sum(-1).tolist())) > 1  # really left-padded
+    eos = int(bench.model.generation_config.eos_token_id)
+    pad = int(bench.processor.tokenizer.pad_token_id)
+    settings = DecodeSettings(max_new_tokens=6, eos_token_ids=(eos,), pad_token_id=pad)
+    ours = _generate(bench, indices, MethodConfig.from_model_args(method="baseline"), settings)
+    with torch.no_grad():
+        plain = bench.model.generate(**inputs, do_sample=False, max_new_tokens=6, eos_token_id=eos, pad_token_id=pad)
+    expected = []
+    for row in plain[:, inputs["input_ids"].shape[1] :].tolist():
+        expected.append(row[: row.index(eos)] if eos in row else row)
+    assert [o.tokens for o in ours] == expected
+
+
+def test_two_runs_are_identical(bench):
+    config = MethodConfig.from_model_args(method="adapt_vis", alpha1=0.5, alpha2=1.5, threshold=0.4)
+    first = [(o.tokens, o.alpha, o.confidence) for o in _generate(bench, [0, 1, 2, 3], config)]
+    second = [(o.tokens, o.alpha, o.confidence) for o in _generate(bench, [0, 1, 2, 3], config)]
+    assert first == second

@@ -419,3 +419,262 @@ def build_tiny_qwen2_vl(path: str | Path, spec: TinySpec = TinySpec(num_kv_heads
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
     return _save(model, processor, path, ids["<|im_end|>"], ids["<|endoftext|>"])
+
+
+_QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+
+def _qwen_tokenizer(spec: TinySpec):
+    """The byte-level BPE tokenizer of the tiny Qwen-VL checkpoints, and its special-token ids."""
+    from transformers import PreTrainedTokenizerFast
+
+    raw = _train_tokenizer(_QWEN_SPECIAL_TOKENS, spec.vocab_size, bos=None, unk=None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+        padding_side="left",
+    )
+    return tokenizer, {tok: raw.token_to_id(tok) for tok in _QWEN_SPECIAL_TOKENS}, raw.get_vocab_size()
+
+
+def _qwen_text_config(spec: TinySpec, vocab_size: int, ids: dict, **rope_extra) -> dict:
+    head_dim = spec.hidden_size // spec.num_heads
+    quarter = head_dim // 4
+    mrope_section = [head_dim // 2 - 2 * quarter, quarter, quarter]
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.hidden_size * 2,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "max_position_embeddings": 8192,
+        "initializer_range": spec.initializer_range,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": mrope_section,
+            **rope_extra,
+        },
+        "pad_token_id": ids["<|endoftext|>"],
+        "bos_token_id": None,
+        "eos_token_id": ids["<|im_end|>"],
+    }
+
+
+def _qwen_token_ids(ids: dict) -> dict:
+    return dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+
+
+def build_tiny_qwen2_5_vl(path: str | Path, spec: TinySpec = TinySpec(num_kv_heads=2)) -> Path:
+    """Write a tiny Qwen2.5-VL checkpoint (``Qwen2_5_VLConfig``: windowed vision attention, M-RoPE, GQA)."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer, ids, vocab = _qwen_tokenizer(spec)
+    torch.manual_seed(spec.seed)
+    config = Qwen2_5_VLConfig(
+        text_config=_qwen_text_config(spec, vocab, ids),
+        vision_config={
+            "depth": max(spec.vision_layers, 2),
+            "hidden_size": spec.vision_hidden_size,
+            "intermediate_size": spec.vision_hidden_size * 2,
+            "num_heads": 2,
+            "patch_size": spec.patch_size,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            # one window of 2x2 merged patches, so the windowed and the full-attention blocks differ
+            "window_size": spec.patch_size * 4,
+            "out_hidden_size": spec.hidden_size,
+            "fullatt_block_indexes": [max(spec.vision_layers, 2) - 1],
+            "initializer_range": spec.initializer_range,
+        },
+        initializer_range=spec.initializer_range,
+        **_qwen_token_ids(ids),
+    )
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    pixels = spec.image_size * spec.image_size
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=pixels, max_pixels=pixels * 4, patch_size=spec.patch_size, merge_size=2, temporal_patch_size=2
+    )
+    video_processor = Qwen2VLVideoProcessor(patch_size=spec.patch_size, merge_size=2, temporal_patch_size=2)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )
+    return _save(model, processor, path, ids["<|im_end|>"], ids["<|endoftext|>"])
+
+
+def build_tiny_qwen3_vl(path: str | Path, spec: TinySpec = TinySpec(num_kv_heads=2, patch_size=16)) -> Path:
+    """Write a tiny Qwen3-VL checkpoint (``Qwen3VLConfig``: DeepStack features into the first decoder
+    layers, interleaved M-RoPE, learned vision position embeddings, GQA)."""
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer, ids, vocab = _qwen_tokenizer(spec)
+    text = _qwen_text_config(spec, vocab, ids, mrope_interleaved=True)
+    text["head_dim"] = spec.hidden_size // spec.num_heads
+    vision_layers = max(spec.vision_layers, 2)
+    torch.manual_seed(spec.seed)
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config={
+            "depth": vision_layers,
+            "hidden_size": spec.vision_hidden_size,
+            "intermediate_size": spec.vision_hidden_size * 2,
+            "num_heads": 2,
+            "patch_size": spec.patch_size,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": spec.hidden_size,
+            "num_position_embeddings": 64,
+            # vision blocks 0 and 1 feed decoder layers 0 and 1 (DeepStack)
+            "deepstack_visual_indexes": list(range(min(vision_layers, spec.num_layers))),
+            "initializer_range": spec.initializer_range,
+        },
+        initializer_range=spec.initializer_range,
+        **_qwen_token_ids(ids),
+    )
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    pixels = spec.image_size * spec.image_size
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=pixels, max_pixels=pixels * 4, patch_size=spec.patch_size, merge_size=2, temporal_patch_size=2
+    )
+    video_processor = Qwen3VLVideoProcessor(patch_size=spec.patch_size, merge_size=2, temporal_patch_size=2)
+    processor = Qwen3VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )
+    return _save(model, processor, path, ids["<|im_end|>"], ids["<|endoftext|>"])
+
+
+LLAVA_ONEVISION_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    "{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""The shape of llava-hf's LLaVA-OneVision chat template (Qwen2 turns, ``<image>\\n`` before the text)."""
+
+
+def build_tiny_llava_onevision(
+    path: str | Path, spec: TinySpec = TinySpec(num_kv_heads=2), vision_aspect_ratio: str = "anyres_max_1"
+) -> Path:
+    """Write a tiny LLaVA-OneVision checkpoint (``LlavaOnevisionConfig``: SigLIP tower, Qwen2 language model,
+    AnyRes tiles with one ``image_newline`` per row after the base image's grid).
+
+    ``anyres_max_1`` (the real checkpoints use ``anyres_max_9``) makes every multi-tile image exceed
+    the budget, so the bilinear downsampling of the tile grid is exercised at this tiny size.
+    """
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+    raw = _train_tokenizer(special, spec.vocab_size, bos=None, unk=None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+        padding_side="left",
+    )
+    ids = {tok: raw.token_to_id(tok) for tok in special}
+    size = spec.image_size
+    pinpoints = [[size, size * 2], [size * 2, size], [size * 2, size * 2]]
+    torch.manual_seed(spec.seed)
+    config = LlavaOnevisionConfig(
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": raw.get_vocab_size(),
+            "hidden_size": spec.hidden_size,
+            "intermediate_size": spec.hidden_size * 2,
+            "num_hidden_layers": spec.num_layers,
+            "num_attention_heads": spec.num_heads,
+            "num_key_value_heads": spec.num_kv_heads,
+            "max_position_embeddings": 8192,
+            "initializer_range": spec.initializer_range,
+            "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"],
+        },
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": spec.vision_hidden_size,
+            "intermediate_size": spec.vision_hidden_size * 2,
+            "num_hidden_layers": max(spec.vision_layers, 2),
+            "num_attention_heads": 2,
+            "image_size": size,
+            "patch_size": spec.patch_size,
+        },
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio=vision_aspect_ratio,
+        initializer_range=spec.initializer_range,
+    )
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    with torch.no_grad():  # random weights at the configured scale, including the newline embedding
+        model.model.image_newline.normal_(0.0, spec.initializer_range)
+    image_processor = LlavaOnevisionImageProcessor(
+        image_grid_pinpoints=pinpoints, size={"height": size, "width": size}, do_pad=True
+    )
+    video_processor = LlavaOnevisionVideoProcessor(size={"height": size, "width": size})
+    processor = LlavaOnevisionProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        num_image_tokens=(size // spec.patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio=vision_aspect_ratio,
+        chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
+    )
+    return _save(model, processor, path, ids["<|im_end|>"], ids["<|endoftext|>"])
