@@ -34,14 +34,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The tests' Llama-2 vocabulary (tests/llama_vocabulary.py), from the npm registry; never committed.
+# The tests' Llama-2 vocabulary (tests/support/llama_vocabulary.py), from the npm registry; never committed.
 LLAMA_VOCAB := $(VENV)/npm/llama-tokenizer-js-1.2.2.tgz
 $(LLAMA_VOCAB): $(STAMP)
 	mkdir -p $(VENV)/npm && cd $(VENV)/npm && npm pack --silent llama-tokenizer-js@1.2.2
 
 # Two pytest workers, whole files per worker (module fixtures are built once), one torch thread per
 # process: most of the suite's time is real lmms-eval subprocesses whose ~30 s start-up is
-# single-threaded, so two at a time beat one run with two threads (docs/BENCHMARKS.md).
+# single-threaded, so two at a time beat one run with two threads (docs/reports/BENCHMARKS.md).
 # `make test TEST_WORKERS=0` runs in one process.
 TEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile

@@ -11,7 +11,7 @@ need no environment variable, and ``ADAPTVIS_DATA_DIR``/``ADAPTVIS_IMAGE_ROOT`` 
 
 lmms-eval YAML tasks cannot switch their data source on an environment variable, so every task
 loads a one-row *source descriptor* (``yaml_tasks/**/sources/<name>.json``) and its ``process_docs``
-turns that row into the real rows with :func:`load_rows` (see ``docs/TASKS.md``).
+turns that row into the real rows with :func:`load_rows` (see ``docs/guides/TASKS.md``).
 
 Every data problem raises :class:`DataSetupError` (images: :class:`ImageLoadError`) with a message
 naming the file or hub dataset, the row, the environment variable involved, what to do, and the

@@ -9,14 +9,14 @@ keys, image token, position ids, image grid, layer access, prompt styles).
 The entries live here, in the model-free layer, because the model-free tools (``adaptvis tune``)
 need the tuning defaults without importing torch or ``model_wrappers``; ``model_wrappers.families``
 loads each entry's module on demand. Adding a family = its spec module + one entry in
-:data:`FAMILIES` (docs/ADDING_A_FAMILY.md).
+:data:`FAMILIES` (docs/guides/ADDING_A_FAMILY.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ADDING_A_FAMILY = "docs/ADDING_A_FAMILY.md"
+ADDING_A_FAMILY = "docs/guides/ADDING_A_FAMILY.md"
 """The guide an unsupported ``model_type`` error points to."""
 
 

@@ -57,7 +57,7 @@ SPLIT_COLUMN = "suite_split"
 """Column every doc gets from ``process_docs``: this suite's split, ``val``, ``test`` or ``all``.
 
 lmms-eval calls every split ``test`` (the name of the source descriptor's split), so a ``_val``
-task would otherwise be indistinguishable from a ``_test`` one in a trace (docs/TRACE.md)."""
+task would otherwise be indistinguishable from a ``_test`` one in a trace (docs/reference/TRACE.md)."""
 
 SUITE_SPLIT_NAMES: dict[str, str] = {"full": "all", "val": "val", "test": "test"}
 

@@ -7,7 +7,7 @@ job's baseline and AdaptVis runs, 330 + 327 documents):
    McNemar tests, the cluster bootstraps of pair/set accuracy, Holm, flips;
 2. every cluster-bootstrapped metric twice at ``--reference-iterations`` resamples: the fast path
    (``compare.paired_bootstrap``) and the straightforward loop that calls the task's aggregation on
-   every resample (``tests/bootstrap_reference.py``), in alternating order, ``--rounds`` times;
+   every resample (``tests/support/bootstrap_reference.py``), in alternating order, ``--rounds`` times;
    the ratio is paired per round. p-values must be equal and intervals equal within 1e-12.
 
     python benchmarks/bench_compare.py results/main_job/baseline results/main_job/adapt_vis_ab
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adaptvis_tasks.analysis import compare
-from tests.bootstrap_reference import reference_bootstrap
+from tests.support.bootstrap_reference import reference_bootstrap
 
 
 def cluster_cases(first: compare.RunFiles, later: compare.RunFiles) -> list[tuple[str, str, list, list, list, object]]:

@@ -8,7 +8,7 @@ All methods run in one process, interleaved round by round; each ratio is paired
 and the table reports the median and quartiles over rounds. Each method's peak memory is measured
 in a fresh subprocess: the peak resident set size above the RSS after loading (Linux VmHWM).
 
-    python benchmarks/bench_intervention.py                  # defaults used in docs/BENCHMARKS.md
+    python benchmarks/bench_intervention.py                  # defaults used in docs/reports/BENCHMARKS.md
     python benchmarks/bench_intervention.py --quick          # smaller, for a smoke check
 """
 
@@ -33,7 +33,7 @@ from model_wrappers.architectures import prompt_batch
 from model_wrappers.decoding import DecodeSettings, generate
 from model_wrappers.intervention import enable_image_attention_scaling
 from model_wrappers.methods import MethodConfig
-from tests.tiny_checkpoints import TinySpec, build_tiny_llava
+from tests.support.tiny_checkpoints import TinySpec, build_tiny_llava
 
 QUESTIONS = [
     "Where is the beer bottle in relation to the armchair? Answer with left, right, on or under.",

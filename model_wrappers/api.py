@@ -56,7 +56,7 @@ def adaptvis_generate(
     (``dola_layers`` high, ``repetition_penalty`` 1.2 by default), ``pai`` (``pai_alpha`` 0.2,
     ``pai_gamma`` 1.1, ``pai_start_layer`` 2, ``pai_end_layer`` the layer count) or ``vaf``
     (``vaf_enhance`` 1.15, ``vaf_suppress`` 0.95, ``vaf_layers`` 9-14); ``adapt_vis`` also takes
-    ``gate_signal`` (docs/METHODS.md). Batches must be
+    ``gate_signal`` (docs/guides/METHODS.md). Batches must be
     left-padded (``processor.tokenizer.padding_side = "left"``). Returns one
     :class:`~model_wrappers.decoding.SampleOutput` per prompt: answer token ids, the alpha applied,
     the confidence under alpha = 1, and in sweep mode the answer for every alpha.
@@ -64,7 +64,7 @@ def adaptvis_generate(
     the accepted names come from the method registry (``model_wrappers.methods.describe_methods()``).
 
     ``vision_norm``, ``vision_layer`` and ``vision_token_order`` are this suite's vision-input
-    options (docs/VISION.md); ``vision_norm=mean|median|max`` needs the ``tokenizer`` (it measures
+    options (docs/guides/VISION.md); ``vision_norm=mean|median|max`` needs the ``tokenizer`` (it measures
     the text-embedding norms of its ordinary tokens). ``shuffled`` seeds each row's permutation from
     a hash of that row's token ids and pixels.
     """

@@ -12,7 +12,7 @@ files. This includes the *Beyond Semantics* checkpoints (``llava-v1.5-7b-normWme
 ``use_multilayer_features``. ``DST`` becomes a complete ``llava`` (llava-hf layout) folder: weights,
 config, tokenizer (with an ``<image>`` token added) and processor. What the transformers classes
 cannot express is declared in ``config.json`` (``adaptvis_vision_extras``) and installed by the
-loader (``model_wrappers.vision_extras.install_checkpoint_vision_extras``). Details: docs/VISION.md.
+loader (``model_wrappers.vision_extras.install_checkpoint_vision_extras``). Details: docs/guides/VISION.md.
 
 The CLIP tower's config (and its weights, when SRC lacks them) come from ``--vision-tower``, by
 default SRC's ``mm_vision_tower`` (e.g. ``openai/clip-vit-large-patch14-336``).

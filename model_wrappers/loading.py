@@ -212,7 +212,7 @@ def load_checkpoint(
     (:func:`paper_tokenizer`), and the image processor is transformers' PIL one unless
     ``image_backend=torchvision`` (:func:`image_processor`). ``rms_norm_eps`` overrides the
     language model's RMSNorm epsilon (the reference's LLaVA classes use 1e-6, not the checkpoint's
-    1e-5; docs/INTERVENTION.md) -- a named, opt-in deviation from the checkpoint.
+    1e-5; docs/reference/INTERVENTION.md) -- a named, opt-in deviation from the checkpoint.
     """
     import transformers
     from transformers import AutoConfig, AutoProcessor

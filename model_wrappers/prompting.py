@@ -1,6 +1,6 @@
 """Turn an lmms-eval context into the text prompt each checkpoint family expects.
 
-Contexts come in two shapes (see docs/TASKS.md): a *bare* question with its option instruction
+Contexts come in two shapes (see docs/guides/TASKS.md): a *bare* question with its option instruction
 (what every lmms-eval task sends by default), or -- for ``llava_adaptvis`` on this suite's tasks
 -- the paper's exact LLaVA-1.5 prompt, which is how the AdaptVis data stores its questions.
 

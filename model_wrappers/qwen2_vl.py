@@ -4,7 +4,7 @@ Each name is lmms-eval's built-in model name plus ``_adaptvis``, so a user switc
 ``--model qwen2_5_vl`` to ``--model qwen2_5_vl_adaptvis``. The Qwen2.5-VL and Qwen3-VL wrappers
 open the conversation with the system turn lmms-eval 0.7.3's ``qwen2_5_vl`` / ``qwen3_vl`` send
 by default (``system_prompt="You are a helpful assistant."``); ``qwen2_vl_adaptvis`` keeps its
-earlier convention (no system turn; docs/FAMILIES.md).
+earlier convention (no system turn; docs/guides/FAMILIES.md).
 
 lmms-eval's ``qwen2_5_vl`` also sends every image through a JPEG data URL (quality 85) before the
 processor; ``qwen2_5_vl_adaptvis`` does the same round trip (:func:`lmms_eval_jpeg`), so its pixel

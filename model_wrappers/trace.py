@@ -1,6 +1,6 @@
 """Per-request trace: one JSON object per line, written whole, flushed and fsynced.
 
-Public format (analysis tools read it; see docs/TRACE.md). Every line has at least ``task``,
+Public format (analysis tools read it; see docs/reference/TRACE.md). Every line has at least ``task``,
 ``split`` (the suite's split, ``val``/``test``/``all``, or null), ``lmms_eval_split``, ``doc_id``,
 ``doc`` (the task document's JSON-serialisable columns), ``method``, ``confidence`` (unrounded,
 under alpha = 1), ``alpha`` (the alpha applied; null for the baseline), ``answer``; sweep lines
@@ -15,7 +15,7 @@ writes ``<stem>.rank<k><suffix>``; rank 0 merges them into the requested path wh
 evaluation ends (:func:`merge_traces`, also ``python -m model_wrappers.trace merge``). The rank
 files are kept after the merge: each rank deduplicates against its own file (``_seen``), so a rerun
 with the same process count neither duplicates lines nor writes a second, possibly different answer
-(GPU half precision) that would make the next merge fail (see docs/TRACE.md).
+(GPU half precision) that would make the next merge fail (see docs/reference/TRACE.md).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ if __name__ == "__main__":
 def json_columns(doc: object) -> dict:
     """The task document's columns that JSON can hold as they are (images and bytes left out).
 
-    Lets analysis tools score a trace without the dataset (``adaptvis tune``, docs/TRACE.md).
+    Lets analysis tools score a trace without the dataset (``adaptvis tune``, docs/reference/TRACE.md).
     """
     if not isinstance(doc, dict):
         return {}
@@ -226,7 +226,7 @@ def trace_record(
     model_type: str,
     token_stats: dict | None,
 ) -> dict:
-    """One trace record (docs/TRACE.md) for one answered request.
+    """One trace record (docs/reference/TRACE.md) for one answered request.
 
     ``request_args``: the lmms-eval ``Instance.args``; ``doc``: its task document; ``method``: the
     ``MethodConfig``; ``out``: the ``SampleOutput``; ``decode``: token ids -> answer text.

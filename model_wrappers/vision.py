@@ -1,6 +1,6 @@
 """Per-call vision-input options, as small reversible hooks.
 
-Two kinds of vision mechanism exist (docs/VISION.md says which is the paper's and which is ours):
+Two kinds of vision mechanism exist (docs/guides/VISION.md says which is the paper's and which is ours):
 
 * **Checkpoint extras** -- installed at load time from a converted checkpoint's declaration; they
   live in ``model_wrappers.vision_extras`` (re-exported here for existing callers).

@@ -23,7 +23,7 @@ from lock_drift import drift, installed, read_lock
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-FREEZE_TEST = "tests/test_lock.py::test_the_test_venv_is_exactly_the_lock"
+FREEZE_TEST = "tests/unit/test_lock.py::test_the_test_venv_is_exactly_the_lock"
 """Deselected here on purpose: this venv is unlocked by definition; its drift is printed instead."""
 LIMIT = 32
 """Rows per subset in the canary's evaluation."""

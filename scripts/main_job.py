@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "\nby N/2 (N/4) as in the reference; the 80% test split leaves some sets incomplete, which caps them below 100."
     )
     print(f"\nEverything is in {out} (table.md, tune.md, one lmms-eval folder and log per run, traces).")
-    print("\nNext, on these results (docs/TOOLS.md explains each tool):")
+    print("\nNext, on these results (docs/guides/TOOLS.md explains each tool):")
     for command in next_commands(out, runs, traces, chosen):
         print(f"  {command}")
     print(f"\nMain job finished in {time.time() - started:.0f} s.")

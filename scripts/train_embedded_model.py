@@ -5,7 +5,7 @@ CLIP vision tower, 2-layer MLP projector, Llama decoder) with a byte-level BPE t
 the generator's text and a ``LlavaProcessor`` + ``CLIPImageProcessor``, saved with
 ``save_pretrained`` so it loads like any llava-hf checkpoint.
 
-How it trains (see docs/EMBEDDED_MODEL.md):
+How it trains (see docs/reports/EMBEDDED_MODEL.md):
 
 * data: fresh renders from :mod:`adaptvis_tasks.whatsup_synthetic`, only of the *training* object
   pairs (the benchmark's pairs are never seen, in either order); a development set of other
@@ -398,7 +398,7 @@ paper's Figure 15 (our choice: left 30%, right 30%, on 12%, under 12%, front 8%,
 
 It knows nothing but this toy world: eight colours, five shapes, six relations. It exists so the
 suite's pipeline can be run offline with numbers that respond to the image and to the method;
-it says nothing about real VLMs. Results and how it was built: docs/EMBEDDED_MODEL.md in the
+it says nothing about real VLMs. Results and how it was built: docs/reports/EMBEDDED_MODEL.md in the
 adaptvis-eval repository. Training curve (held-out development pairs): `training_log.json`.
 """
 
@@ -422,7 +422,7 @@ def save(model, processor, out: Path, record: dict, variant: VisionVariant | Non
     )
     if settings.get("normalize_projector") or settings.get("multilayer_features"):
         card += (
-            '\n**Variant** (docs/VISION.md, "The experiment at tiny scale"): '
+            "\n**Variant** (docs/reports/VISION_EXPERIMENT.md): "
             f"normalised projector {bool(settings.get('normalize_projector'))}, "
             f"multi-layer features {bool(settings.get('multilayer_features'))}; declared in config.json "
             "(`adaptvis_vision_extras`) and installed by the suite's loader.\n"

@@ -78,7 +78,7 @@ def row_name(run: RunFiles) -> str:
 def _own_coefficients(args: dict[str, str], method: str) -> list[str]:
     """The run's arguments named after its method (``pai_*`` for ``method=pai``), in the order given.
 
-    A method's own arguments carry its name as prefix (docs/ADDING_A_METHOD.md), so row names need
+    A method's own arguments carry its name as prefix (docs/guides/ADDING_A_METHOD.md), so row names need
     no list of them (this tool imports no model code, hence not the method registry).
     """
     return [f"{k}={v}" for k, v in args.items() if k.startswith(f"{method}_")]

@@ -2,7 +2,7 @@
 
 The registration list is torch-free (``adaptvis_tasks.families``); :func:`family_spec` imports a
 family's module on first use. An unsupported ``model_type`` raises :class:`UnsupportedFamily`
-naming the supported families and docs/ADDING_A_FAMILY.md.
+naming the supported families and docs/guides/ADDING_A_FAMILY.md.
 """
 
 from __future__ import annotations

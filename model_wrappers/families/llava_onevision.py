@@ -7,7 +7,7 @@ What differs from LLaVA-1.6:
   behind the tokens can be smaller than the tiles (:func:`onevision_grid`).
 * **Newline tokens**: one ``image_newline`` embedding ends every row of the tile grid. They sit at
   ``<image>`` positions, so Eq. 2 scales them with the patch tokens, as for LLaVA-1.6 in this
-  suite (docs/FAMILIES.md, "Image-token columns").
+  suite (docs/guides/FAMILIES.md, "Image-token columns").
 * **Language model**: Qwen2 with 1-D RoPE (left-padded position ids as for Llama).
 """
 

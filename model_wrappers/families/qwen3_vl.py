@@ -8,7 +8,7 @@
 * **DeepStack**: features of intermediate vision blocks are *added* to the hidden states at the
   image-token positions after each of the first decoder layers. They create no extra tokens, so
   the image-key columns of Eq. 2 are exactly the ``<|image_pad|>`` positions in every layer; the
-  keys of those columns already include the injected features (``docs/FAMILIES.md``).
+  keys of those columns already include the injected features (``docs/guides/FAMILIES.md``).
 """
 
 from __future__ import annotations

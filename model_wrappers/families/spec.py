@@ -2,7 +2,7 @@
 
 A family module (``llava15``, ``llava16``, ``qwen2_vl``) defines ``SPEC = FamilySpec(...)`` and is
 registered by one :class:`~adaptvis_tasks.families.FamilyEntry` in ``adaptvis_tasks.families``
-(docs/ADDING_A_FAMILY.md).
+(docs/guides/ADDING_A_FAMILY.md).
 """
 
 from __future__ import annotations

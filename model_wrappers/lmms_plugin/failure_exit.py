@@ -14,7 +14,7 @@ It cannot be installed when the entry point is loaded: lmms-eval imports the ent
 ``lmms_eval.evaluator`` is itself still being imported. The task-discovery hook
 (``lmms_plugin.task_discovery.install_task_discovery``) therefore installs it when the CLI builds its
 ``TaskManager``, which ``cli_evaluate_single`` does before it calls ``simple_evaluate``.
-``tests/test_registration.py`` fails if a future lmms-eval changes what this relies on.
+``tests/unit/test_registration.py`` fails if a future lmms-eval changes what this relies on.
 
 An unknown ``--tasks`` name fails earlier, in the CLI's ``TaskManager.match_tasks`` call, and also
 ends in exit status 0; :func:`install_unknown_task_exit` wraps that method once (the entry point
@@ -47,7 +47,7 @@ from model_wrappers.lmms_plugin.models import MODEL_CLASSES
 _MARKER = "__adaptvis_failure_exit__"
 FAILURE_EXIT_CODE = 1
 _UNPACK_ERROR = re.compile(r"(not enough|too many) values to unpack")
-INSTALL_DOCS = "docs/INSTALL.md in the adaptvis-eval repository"
+INSTALL_DOCS = "docs/guides/INSTALL.md in the adaptvis-eval repository"
 
 
 # --------------------------------------------------------------------------------------------

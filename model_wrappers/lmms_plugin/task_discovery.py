@@ -7,7 +7,7 @@ point (``model_wrappers.lmms_plugin.model_manifests``), besides returning the ma
 ``TaskManager`` index ``yaml_tasks/`` after lmms-eval's own folder: :func:`install_task_discovery`.
 It wraps one method, once, and only appends a folder; built-in task names keep winning, exactly as
 with ``--include_path``.
-``tests/test_registration.py`` fails if a future lmms-eval changes what this relies on.
+``tests/unit/test_registration.py`` fails if a future lmms-eval changes what this relies on.
 
 The same hook installs the failure exit (:func:`model_wrappers.lmms_plugin.failure_exit.install_failure_exit`): when
 the CLI builds its ``TaskManager``, lmms-eval's evaluator module is fully imported and its

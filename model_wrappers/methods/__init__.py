@@ -2,12 +2,13 @@
 
 A method is one module that declares its parameters (a :class:`MethodParameters` dataclass) and
 registers its decoder with ``@register_method(name, Parameters)`` -- see ``registry``'s docstring
-and docs/ADDING_A_METHOD.md. ``MethodConfig.from_model_args`` validates ``--model_args`` against
+and docs/guides/ADDING_A_METHOD.md. ``MethodConfig.from_model_args`` validates ``--model_args`` against
 the registry; ``MethodConfig.decoder`` returns the registered
 :class:`~model_wrappers.methods.contract.DecodingMethod` that ``model_wrappers.decoding.generate``
 drives. Methods: ``scaling`` (baseline, ScalingVis, AdaptVis, sweep), ``vcd`` (visual contrastive
 decoding), ``dola`` (contrasting layers), ``pai`` (PAI) and ``vaf`` (ClearSight's VAF), the last
-two through an attention-logit edit (``model_wrappers.logit_edit``). The contract is documented in docs/METHODS.md.
+two through an attention-logit edit (``model_wrappers.logit_edit``). The contract is documented in
+docs/guides/METHODS.md.
 
 ``METHODS`` is the tuple of registered method names at the time it is read.
 """
