@@ -31,6 +31,7 @@ from model_wrappers.architectures import image_token_id, num_text_layers, prompt
 from model_wrappers.decoding import DecodeSettings, SampleOutput, generate
 from model_wrappers.guards import launcher_shortfall
 from model_wrappers.intervention import enable_image_attention_scaling
+from model_wrappers.lmms_eval_convention import LmmsEvalConvention, convention_for
 from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
 from model_wrappers.trace import TraceWriter, run_fingerprint
@@ -54,6 +55,8 @@ class _Prepared:
     image: Image.Image
     token_stats: dict | None = None
     """Set when the batch is tokenized: ``prompt_tokens``, ``image_tokens``, ``input_ids_sha`` (trace fields)."""
+    convention: LmmsEvalConvention | None = None
+    """lmms-eval's convention for lmms-eval's own tasks; None for this suite's paper tasks."""
 
     @cached_property
     def input_sha(self) -> str:
@@ -232,6 +235,7 @@ class AdaptVisLMM(lmms):
                 "(--batch_size auto), which these wrappers do not support; remove it and set --batch_size N"
             )
         self.pretrained = str(pretrained)
+        self.revision, self.trust_remote_code = revision, _parse_bool("trust_remote_code", trust_remote_code)
         accelerator = Accelerator()
         self.accelerator = accelerator
         # lmms-eval shards documents by the RANK/WORLD_SIZE environment of the launcher; on CPU,
@@ -326,7 +330,9 @@ class AdaptVisLMM(lmms):
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError(f"{self.wrapper_name} does not support multi-round generation")
 
-    def _settings(self, gen_kwargs: dict, where: str) -> tuple[DecodeSettings, list[str]]:
+    def _settings(
+        self, gen_kwargs: dict, where: str, convention: LmmsEvalConvention | None = None
+    ) -> tuple[DecodeSettings, list[str]]:
         sampling = _generation_value(gen_kwargs, "do_sample", False, where, lambda v: _parse_bool("do_sample", v))
         temperature = _generation_value(gen_kwargs, "temperature", 0.0, where, float)
         if sampling or temperature > 0:
@@ -342,7 +348,10 @@ class AdaptVisLMM(lmms):
         if not isinstance(until, list) or not all(isinstance(s, str) for s in until):
             raise RequestError(f"{where}: generation_kwargs 'until' must be a string or a list of strings")
         until = [s for s in until if s]
-        max_new_tokens = _generation_value(gen_kwargs, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS, where, int)
+        # lmms-eval's convention (lmms_eval_convention.py): its defaults, stop strings and EOS
+        default_tokens = DEFAULT_MAX_NEW_TOKENS if convention is None else convention.default_max_new_tokens
+        until = until if convention is None or convention.applies_until else []
+        max_new_tokens = _generation_value(gen_kwargs, "max_new_tokens", default_tokens, where, int)
         if max_new_tokens < 1:
             raise RequestError(f"{where}: generation_kwargs max_new_tokens={max_new_tokens} must be at least 1")
         stop = None
@@ -355,13 +364,13 @@ class AdaptVisLMM(lmms):
 
         settings = DecodeSettings(
             max_new_tokens=max_new_tokens,
-            eos_token_ids=self.eos_token_ids,
+            eos_token_ids=self.eos_token_ids if convention is None else convention.eos_token_ids,
             pad_token_id=self.pad_token_id,
             stop_condition=stop,
         )
         return settings, until
 
-    def _image_of(self, request: Instance, where: str) -> Image.Image:
+    def _image_of(self, request: Instance, where: str, convert: bool = True) -> Image.Image:
         _, _, doc_to_visual, doc_id, task, split = request.args
         try:
             visuals = doc_to_visual(self.task_dict[task][split][doc_id])
@@ -375,9 +384,11 @@ class AdaptVisLMM(lmms):
             )
         # The task suite's own conversion rules (16-bit greyscale, palettes, colour keys), also for
         # images that other lmms-eval tasks hand over in memory.
-        return to_rgb(visuals[0])
+        return to_rgb(visuals[0]) if convert else visuals[0]
 
-    def _decode(self, tokens: list[int], until: Sequence[str]) -> str:
+    def _decode(self, tokens: list[int], until: Sequence[str], convention: LmmsEvalConvention | None = None) -> str:
+        if convention is not None:
+            return convention.decode(tokens, list(until))
         text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
         for stop in until:
             text = text.split(stop, 1)[0]
@@ -385,11 +396,15 @@ class AdaptVisLMM(lmms):
 
     def _prepare(self, request: Instance) -> _Prepared:
         where = f"task {request.args[4]} doc_id {request.args[3]}"
+        if (convention := convention_for(self, request.args[4])) is not None:  # lmms-eval's own tasks
+            image = convention.image(self._image_of(request, where, convert=False))
+            return _Prepared(request, where, convention.prompt(request.args[0]), image, convention=convention)
         prompt = self.format_prompt(request.args[0], where)
         return _Prepared(request=request, where=where, prompt=prompt, image=self._image_of(request, where))
 
     def _run_batch(self, prepared: list[_Prepared], settings: DecodeSettings, until: list[str]) -> list[SampleOutput]:
-        inputs = self.processor(
+        processor = self.processor if prepared[0].convention is None else prepared[0].convention.processor
+        inputs = processor(
             images=[p.image for p in prepared], text=[p.prompt for p in prepared], padding=True, return_tensors="pt"
         )
         image_id = image_token_id(self._model)
@@ -438,7 +453,9 @@ class AdaptVisLMM(lmms):
             **(item.token_stats or {}),
         }
         if out.sweep is not None:
-            record["answers"] = {repr(alpha): self._decode(tokens, until) for alpha, tokens in out.sweep.items()}
+            record["answers"] = {
+                repr(alpha): self._decode(tokens, until, item.convention) for alpha, tokens in out.sweep.items()
+            }
         if out.sweep_confidence is not None:
             record["confidences"] = {repr(alpha): value for alpha, value in out.sweep_confidence.items()}
         record["doc"] = _json_columns(doc)
@@ -462,12 +479,16 @@ class AdaptVisLMM(lmms):
                 answers[index] = ""
                 continue
             key = json.dumps(request.args[1], sort_keys=True, default=str)
+            key += "|lmms_eval" if convention_for(self, request.args[4]) is not None else "|paper"
             groups.setdefault(key, []).append(index)
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.wrapper_name} ({self.method.method})")
         resumed = 0
         for indices in groups.values():
             first = requests[indices[0]]
-            settings, until = self._settings(dict(first.args[1]), f"task {first.args[4]} doc_id {first.args[3]}")
+            convention = convention_for(self, first.args[4])
+            settings, until = self._settings(
+                dict(first.args[1]), f"task {first.args[4]} doc_id {first.args[3]}", convention
+            )
             run = self._run_fingerprint(settings, until) if self.trace is not None else ""
             ordered = sorted(indices, key=lambda i: (-len(requests[i].args[0]), i))
             for start in range(0, len(ordered), self.batch_size):
@@ -484,7 +505,7 @@ class AdaptVisLMM(lmms):
                 if todo:
                     outputs = self._run_batch([item for _, item in todo], settings, until)
                     for (index, item), out in zip(todo, outputs, strict=True):
-                        answers[index] = self._decode(out.tokens, until)
+                        answers[index] = self._decode(out.tokens, until, item.convention)
                         if self.trace is not None:
                             self.trace.write(self._trace_record(item, out, answers[index], until, run))
                 progress.update(len(chunk))

@@ -64,6 +64,9 @@ def model_manifests():
 
     install_task_discovery()
     install_unknown_task_exit()
+    from adaptvis_tasks.spatial import install_dataset_mirror
+
+    install_dataset_mirror()  # ADAPTVIS_LMMS_DATA_DIR: local copies of lmms-eval tasks' datasets
     from model_wrappers.provenance import install_results_provenance
 
     install_results_provenance()  # results["adaptvis_eval"]: suite version/commit, package versions
