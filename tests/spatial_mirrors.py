@@ -54,7 +54,7 @@ def cv_bench(config: str) -> datasets.DatasetDict:
                     "question": f"Which object is closer to the camera, the {choices[0]} or the {choices[1]}?",
                     "choices": choices,
                     "answer": f"({'AB'[i % 2]})",
-                    "prompt": f"Which is closer? Select from the following choices.\n(A) {choices[0]}\n(B) {choices[1]}",
+                    "prompt": f"Which is closer? Select from the choices.\n(A) {choices[0]}\n(B) {choices[1]}",
                     "filename": f"img/{kind}/{task.lower()}/{i:06d}.png",
                     "source": source,
                 }
