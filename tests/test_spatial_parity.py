@@ -65,7 +65,7 @@ def _docs(task) -> tuple[str, Any]:
 
 
 def _generation_kwargs(task) -> dict:
-    return {**_generation_kwargs(task), "max_new_tokens": MAX_NEW_TOKENS}
+    return {**copy.deepcopy(task.config.generation_kwargs), "max_new_tokens": MAX_NEW_TOKENS}
 
 
 def simple_requests(task, name: str, limit: int = 2) -> list[Instance]:
