@@ -30,6 +30,9 @@ from typing import Any, Literal
 
 from adaptvis_tasks.task_functions import yaml_function
 
+SPLIT_COLUMN = "suite_split"
+"""The column the split adds (the same name as the WhatsUp/VSR tasks' ``whatsup.SPLIT_COLUMN``)."""
+
 MIRROR_ENV = "ADAPTVIS_LMMS_DATA_DIR"
 """Root of local dataset copies: ``<root>/<dataset_path>/<dataset_name or default>/`` (``save_to_disk``)."""
 
@@ -169,7 +172,11 @@ def select_split(dataset: Any, spec: SpatialTask, split: SpatialSplit) -> Any:
                     f"{identity!r}; the split needs a unique document key"
                 )
             seen[key] = position
-    return dataset.select(split_indices(spec.name, identities, strata, split))
+    selected = dataset.select(split_indices(spec.name, identities, strata, split))
+    if SPLIT_COLUMN in selected.column_names:
+        raise SpatialTaskError(f"{spec.name}: the dataset already has a column {SPLIT_COLUMN!r}, which the split adds")
+    # The suite's split name, recorded in traces so that `adaptvis tune` knows these are validation docs.
+    return selected.add_column(SPLIT_COLUMN, [split] * len(selected))
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,6 +304,35 @@ def install_dataset_mirror() -> None:
 
     setattr(download, _MARKER, True)
     ConfigurableTask.download = download
+
+
+class TaskScoring:
+    """A task's own ``process_results`` and per-metric aggregations, from lmms-eval's config.
+
+    Shaped like this suite's scoring modules (``process_results``, ``aggregate_<metric>``), so the
+    analysis tools score lmms-eval's tasks with lmms-eval's functions. ``mean`` aggregations have
+    no ``aggregate_<metric>`` attribute (the tools take the mean).
+    """
+
+    def __init__(self, task_name: str) -> None:
+        base = base_task_of(task_name)
+        if base is None:
+            raise SpatialTaskError(f"{task_name!r} is not a supported lmms-eval spatial task or one of its layers")
+        config = base_config(SPATIAL_TASKS[base])
+        if config.get("filter_list"):
+            raise SpatialTaskError(f"{task_name}: lmms-eval filters answers before scoring; not supported offline")
+        self.task = task_name
+        self.headline_metric = SPATIAL_TASKS[base].headline_metric
+        self._process_results = config["process_results"]
+        self.metrics = [entry["metric"] for entry in config.get("metric_list", [])]
+        for entry in config.get("metric_list", []):
+            if callable(entry.get("aggregation")):
+                setattr(self, f"aggregate_{entry['metric']}", entry["aggregation"])
+
+    def process_results(self, doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
+        """The task's ``process_results``, keeping the metrics its ``metric_list`` reports (as lmms-eval)."""
+        values = self._process_results(doc, results)
+        return {metric: values[metric] for metric in self.metrics if metric in values}
 
 
 def headline_metrics(task_names: Iterable[str]) -> dict[str, str]:
