@@ -82,26 +82,48 @@ def test_qwen2_vl_adaptvis_baseline_answers_like_lmms_eval_qwen2_vl(runs):
         assert ours.answers(task) == theirs.answers(task), task
 
 
-def test_val_and_test_layers_partition_each_task_and_a_sweep_traces_every_val_document(runs):
+def test_val_and_test_layers_partition_each_task_and_tune_picks_coefficients_from_one_sweep(runs):
+    import json
+    import subprocess
+    import sys
+
     path = runs.checkpoints["llava"]
     trace = runs.root / "sweep.jsonl"
     sweep = runs.get(
         "sweep",
         "llava_adaptvis",
         f"pretrained={path},device=cpu,method=sweep,trace={trace}",
-        "adaptvis_spatial_val,adaptvis_spatial_test",
+        "adaptvis_spatial_val",
         "--batch_size",
         "4",
+    )
+    test = runs.get(
+        "test", "llava_adaptvis", f"pretrained={path},device=cpu", "adaptvis_spatial_test", "--batch_size", "4"
     )
     full = _llava(runs, True)
     records = list(read_trace(trace))
     for task in TASKS:
         n_full = full.results["n-samples"][task]["effective"]
         n_val = sweep.results["n-samples"][f"{task}_val"]["effective"]
-        n_test = sweep.results["n-samples"][f"{task}_test"]["effective"]
+        n_test = test.results["n-samples"][f"{task}_test"]["effective"]
         assert n_val + n_test == n_full and 0 < n_val < n_test, task
-        val_inputs = sorted(s["input"] for s in sweep.samples[f"{task}_val"])
-        test_inputs = sorted(s["input"] for s in sweep.samples[f"{task}_test"])
-        assert sorted(val_inputs + test_inputs) == sorted(s["input"] for s in full.samples[task])
+        inputs = [s["input"] for s in sweep.samples[f"{task}_val"] + test.samples[f"{task}_test"]]
+        assert sorted(inputs) == sorted(s["input"] for s in full.samples[task])
         traced = [r for r in records if r["task"] == f"{task}_val"]
-        assert len(traced) == n_val and all("1.0" in r["answers"] for r in traced)
+        assert len(traced) == n_val and all(r["split"] == "val" and "1.0" in r["answers"] for r in traced)
+    tuned = subprocess.run(
+        [sys.executable, "-m", "model_wrappers.cli", "tune", str(trace), "--no-progress", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=base_env(),
+        timeout=600,
+    )
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    report = json.loads(tuned.stdout)["tasks"]
+    for task in TASKS:
+        entry = report[f"{task}_val"]
+        assert entry["metric"] == SPATIAL_TASKS[task].headline_metric
+        assert entry["chosen"]["scaling_vis"]["test_task"] == f"{task}_test"
+        baseline = next(c for c in entry["configurations"] if c["method"] == "baseline")
+        # the baseline replayed from the trace scores like lmms-eval scored the run (alpha = 1 answers)
+        assert baseline[entry["metric"]] == pytest.approx(sweep.metric(f"{task}_val", entry["metric"]))
