@@ -61,7 +61,8 @@ class SpatialTask:
     key_columns: tuple[str, ...]
     category: str | None = None
     unit: Callable[[dict[str, Any]], Any] | None = None
-    paper: str = ""
+    percent: bool = False
+    """The task's aggregations report percentages (0-100) rather than fractions (V*)."""
 
 
 def _mmvp_pair(doc: dict[str, Any]) -> int:
@@ -80,7 +81,14 @@ SPATIAL_TASKS: dict[str, SpatialTask] = {
         SpatialTask("embspatial", "embspatial/embspatial.yaml", "embspatial_acc", ("question_id",), "relation"),
         SpatialTask("3dsrbench", "3dsrbench/3dsrbench.yaml", "vanilla_accuracy", ("index",), "category"),
         SpatialTask("mmvp", "mmvp/mmvp.yaml", "mmvp_accuracy", ("Index",), unit=_mmvp_pair),
-        SpatialTask("vstar_bench", "vstar_bench/vstar_bench.yaml", "vstar_overall_acc", ("question_id",), "category"),
+        SpatialTask(
+            "vstar_bench",
+            "vstar_bench/vstar_bench.yaml",
+            "vstar_overall_acc",
+            ("question_id",),
+            "category",
+            percent=True,
+        ),
     )
 }
 """Supported lmms-eval spatial tasks, by lmms-eval task name (docs/TASKS.md lists all of them)."""
@@ -333,6 +341,12 @@ class TaskScoring:
         """The task's ``process_results``, keeping the metrics its ``metric_list`` reports (as lmms-eval)."""
         values = self._process_results(doc, results)
         return {metric: values[metric] for metric in self.metrics if metric in values}
+
+
+def percent_factor(task_name: str) -> float:
+    """What turns ``task_name``'s metric values into percentages: 100 for fractions, 1 for V*'s percentages."""
+    base = base_task_of(task_name)
+    return 1.0 if base is not None and SPATIAL_TASKS[base].percent else 100.0
 
 
 def headline_metrics(task_names: Iterable[str]) -> dict[str, str]:

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="documents per task (lmms-eval --limit), for a quick look")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from adaptvis_tasks.spatial import SPATIAL_TASKS
+    from adaptvis_tasks.spatial import SPATIAL_TASKS, percent_factor
 
     if args.pretrained is None:
         from model_wrappers.embedded import checkpoint_path
@@ -146,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
                 or row["metric"].split(",")[0] != SPATIAL_TASKS[task.removesuffix("_test")].headline_metric
             ):
                 continue
-            baseline_values[task] = row["run0"]
+            factor = percent_factor(task)
+            baseline_values[task] = factor * row["run0"]
             params = chosen[task.removesuffix("_test") + "_val"]["chosen"][
                 "scaling_vis" if label == "ScalingVis" else "adapt_vis"
             ]["params"]
             shown = "/".join(f"{v:g}" for v in params.values())
             cells[(task, label)] = (
-                f"{100 * row['run1']:.2f} ({100 * row['delta1']:+.2f}){mark(row.get('p_holm1'))} [{shown}]"
+                f"{factor * row['run1']:.2f} ({factor * row['delta1']:+.2f}){mark(row.get('p_holm1'))} [{shown}]"
             )
     timings["compare"] = time.time() - compare_started
 
@@ -163,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     for task in (f"{name}_test" for name in SPATIAL_TASKS):
         metric = SPATIAL_TASKS[task.removesuffix("_test")].headline_metric
         lines.append(
-            f"| {task} | {metric} | {100 * baseline_values.get(task, float('nan')):.2f} | "
+            f"| {task} | {metric} | {baseline_values.get(task, float('nan')):.2f} | "
             f"{cells.get((task, 'ScalingVis'), 'n/a')} | {cells.get((task, 'AdaptVis'), 'n/a')} |"
         )
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n", encoding="utf-8")
-    print("\nValues x100; deltas against the baseline; * / ** = Holm-corrected paired p < 0.05 / 0.01.\n")
+    print("\nValues in percent; deltas against the baseline; * / ** = Holm-corrected paired p < 0.05 / 0.01.\n")
     print(table)
     print("\nWall time per step:")
     for step, seconds in timings.items():

@@ -90,6 +90,13 @@ def row_name(run: RunFiles) -> str:
     return f"{checkpoint} {method}" + (f"({coefficients})" if coefficients else "")
 
 
+def scale(task: str) -> float:
+    """x100 for fractions; lmms-eval spatial tasks that report percentages (V*) are kept as they are."""
+    from adaptvis_tasks.spatial import percent_factor
+
+    return percent_factor(task)
+
+
 def build_table(
     runs: Sequence[RunFiles], names: Sequence[str] | None, baseline: str | None, per_category: bool = False
 ) -> dict[str, Any]:
@@ -121,7 +128,7 @@ def build_table(
             values = run.results.get("results", {}).get(task, {})
             for metric, _ in metrics:
                 value = values.get(f"{metric},none")
-                cells[f"{column}|{metric}"] = 100 * value if isinstance(value, (int, float)) else None
+                cells[f"{column}|{metric}"] = scale(task) * value if isinstance(value, (int, float)) else None
         same = [row for row in rows if row["name"] == label]
         if same:
             _merge_into(same[0], run.name, cells)
