@@ -337,6 +337,20 @@ class TaskScoring:
             if callable(entry.get("aggregation")):
                 setattr(self, f"aggregate_{entry['metric']}", entry["aggregation"])
 
+    def category(self, doc: dict[str, Any]) -> str:
+        """The document's value of the task's category field (``all`` for tasks without one)."""
+        field = SPATIAL_TASKS[base_task_of(self.task)].category
+        return "all" if field is None else str(doc.get(field, "?"))
+
+    def correct(self, doc: dict[str, Any], answer: str) -> float:
+        """0/1 correctness of ``answer`` under the headline metric (its record's ``is_correct``/``score``)."""
+        value = self._process_results(doc, [answer])[self.headline_metric]
+        if isinstance(value, dict):
+            value = value.get("is_correct", value.get("score", value.get("correct")))
+        if isinstance(value, (bool, int, float)):
+            return float(value)
+        raise SpatialTaskError(f"{self.task}: {self.headline_metric} gives no per-document correctness ({value!r})")
+
     def process_results(self, doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
         """The task's ``process_results``, keeping the metrics its ``metric_list`` reports (as lmms-eval)."""
         values = self._process_results(doc, results)
