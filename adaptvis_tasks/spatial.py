@@ -244,7 +244,14 @@ def make_layered_task_class():
     """``LayeredTask``: lmms-eval's ``ConfigurableTask`` built from :func:`layered_config`."""
     from lmms_eval.api.task import ConfigurableTask
 
-    class LayeredTask(ConfigurableTask):
+    class _PrintsAsImportPath(type(ConfigurableTask)):
+        # lmms-eval writes str(class) into results JSON; keep it free of memory addresses.
+        def __repr__(cls) -> str:
+            return "adaptvis_tasks.spatial.LayeredTask"
+
+        __str__ = __repr__
+
+    class LayeredTask(ConfigurableTask, metaclass=_PrintsAsImportPath):
         """A ``_val``/``_test`` task over one of lmms-eval's own task definitions."""
 
         def __init__(self, config: dict[str, Any]) -> None:

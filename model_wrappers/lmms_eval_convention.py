@@ -1,10 +1,11 @@
 """lmms-eval's prompt and input convention, for lmms-eval's own tasks.
 
-This suite's paper tasks (WhatsUp, VSR, the synthetic benchmark: ``yaml_tasks/whatsup*``,
-``yaml_tasks/vsr``) keep the paper's convention (``prompting.py``: the verbatim LLaVA-1.5 prompt,
-the authors' token ids). Every other task -- lmms-eval's built-ins and their ``_val``/``_test``
-layers -- is prompted the way lmms-eval's own model for the checkpoint family does it, so that
-``method=baseline`` reproduces lmms-eval's numbers:
+The supported lmms-eval spatial tasks and their ``_val``/``_test`` layers
+(``adaptvis_tasks.spatial.SPATIAL_TASKS``) are prompted the way lmms-eval's own model for the
+checkpoint family does it, so that ``method=baseline`` reproduces lmms-eval's numbers. Every other
+task keeps this suite's convention (``prompting.py``: the paper's verbatim LLaVA-1.5 prompt and
+token ids for the paper's tasks; the same rules as before for lmms-eval's POPE/GQA in
+``adaptvis_general``, whose parity with lmms-eval's models is not verified here):
 
 * ``llava_adaptvis`` (LLaVA-1.5/1.6) = lmms-eval's ``llava_hf`` (the chat class that ``--model
   llava_hf`` resolves to in 0.7.3): the checkpoint's own processor (``AutoProcessor`` defaults:
@@ -23,16 +24,9 @@ The differences from the paper's convention are listed in docs/TASKS.md ("Prompt
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from functools import cache, cached_property
-from pathlib import Path
+from functools import cached_property
 from typing import Any
-
-from yaml_tasks import tasks_dir
-
-PAPER_TASK_FOLDERS = ("whatsup", "whatsup_synthetic", "vsr")
-"""Folders of ``yaml_tasks/`` whose tasks use the paper's convention."""
 
 QWEN2_VL_SYSTEM_PROMPT = "You are a helpful assistant."
 QWEN2_VL_MIN_PIXELS = 3136
@@ -40,22 +34,12 @@ QWEN2_VL_MAX_PIXELS = 602112
 LLAVA_HF_MAX_NEW_TOKENS = 1024
 QWEN2_VL_MAX_NEW_TOKENS = 128
 
-_TASK_LINE = re.compile(r"^task:\s*(\S+)\s*$", re.MULTILINE)
-
-
-@cache
-def paper_convention_tasks() -> frozenset[str]:
-    """Names of the tasks defined in this suite's paper folders (read from their YAML)."""
-    names = set()
-    for folder in PAPER_TASK_FOLDERS:
-        for path in sorted((Path(tasks_dir()) / folder).glob("*.yaml")):
-            names.update(m.group(1).strip("\"'") for m in _TASK_LINE.finditer(path.read_text(encoding="utf-8")))
-    return frozenset(names)
-
 
 def uses_lmms_eval_convention(task: str) -> bool:
-    """True for every task that is not one of this suite's paper tasks."""
-    return task not in paper_convention_tasks()
+    """True for the supported lmms-eval spatial tasks and their ``_val``/``_test`` layers."""
+    from adaptvis_tasks.spatial import base_task_of
+
+    return base_task_of(task) is not None
 
 
 @dataclass
@@ -152,7 +136,7 @@ class LmmsEvalConvention:
 
 
 def convention_for(wrapper: Any, task: str) -> LmmsEvalConvention | None:
-    """The lmms-eval convention ``wrapper`` uses for ``task``, or None for this suite's paper tasks.
+    """The lmms-eval convention ``wrapper`` uses for ``task``, or None (this suite's convention).
 
     One convention object per wrapper (its processor is loaded on first use).
     """
