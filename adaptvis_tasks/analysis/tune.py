@@ -173,6 +173,8 @@ def scoring_module(task: SweepTask) -> ModuleType:
     from adaptvis_tasks import vsr, whatsup
     from adaptvis_tasks.data import SYNTHETIC_SUBSETS, VSR_SUBSET, WHATSUP_SUBSETS
 
+    if (spatial := spatial_scoring(task.task)) is not None:
+        return spatial  # lmms-eval's own spatial tasks and their _val/_test layers
     subset = task.docs[0].doc.get("subset")
     if subset in WHATSUP_SUBSETS or subset in SYNTHETIC_SUBSETS:
         return whatsup
@@ -181,6 +183,23 @@ def scoring_module(task: SweepTask) -> ModuleType:
     raise AnalysisError(
         f"task {task.task}: its documents have subset={subset!r}; tune scores this suite's WhatsUp and VSR tasks"
     )
+
+
+def spatial_scoring(task_name: str) -> Any:
+    """lmms-eval's scoring of a supported spatial task (``adaptvis_tasks.spatial``), else None."""
+    from adaptvis_tasks.spatial import TaskScoring, base_task_of
+
+    return TaskScoring(task_name) if base_task_of(task_name) is not None else None
+
+
+def task_metric(task_name: str, metric: str, available: Sequence[str]) -> str:
+    """``metric``, or a spatial task's headline metric when the task has no ``metric`` (default accuracy)."""
+    from adaptvis_tasks.spatial import SPATIAL_TASKS, base_task_of
+
+    base = base_task_of(task_name)
+    if metric not in available and base is not None:
+        return SPATIAL_TASKS[base].headline_metric
+    return metric
 
 
 def aggregate(module: ModuleType, metric: str, values: list[Any]) -> float:
@@ -397,10 +416,12 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
         else:
             betas, beta_source = _betas_for(task, explicit_betas)
         scored = score_grid(task, scaling, alpha1s, alpha2s, betas, args.confidence_rule, not args.no_progress)
-        chosen = {m: best(scored, m, args.metric) for m in ("scaling_vis", "adapt_vis")}
+        metric = task_metric(task.task, args.metric, list(scored[0].metrics))
+        chosen = {m: best(scored, m, metric) for m in ("scaling_vis", "adapt_vis")}
         out_tasks[task.task] = {
             "run": task.run,
             "split": task.split,
+            "metric": metric,
             "documents": len(task.docs),
             "pretrained": task.pretrained,
             "model_type": task.model_type,
@@ -459,7 +480,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
         for method, choice in task["chosen"].items():
             summary = ", ".join(f"{k}={v:g}" for k, v in choice["params"].items())
             parts += [
-                f"**{method}**: {summary} -> validation {report['metric']} {choice['metrics'][report['metric']]:.4f}",
+                f"**{method}**: {summary} -> validation {task['metric']} {choice['metrics'][task['metric']]:.4f}",
                 "",
                 f"    lmms-eval --model {choice['model']} --model_args {choice['model_args']} "
                 f"--tasks {choice['test_task']}",
