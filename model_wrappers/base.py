@@ -29,6 +29,7 @@ from model_wrappers.architectures import image_token_id, num_text_layers, prompt
 from model_wrappers.decoding import DecodeSettings, SampleOutput, eos_and_pad, generate
 from model_wrappers.intervention import enable_image_attention_scaling
 from model_wrappers.launcher import launcher_shortfall
+from model_wrappers.lmms_eval_convention import LmmsEvalConvention, convention_for  # lmms-eval convention
 from model_wrappers.lmms_requests import Prepared, RequestError, decode_settings, request_image, token_stats
 from model_wrappers.loading import InputOptions, load_checkpoint
 from model_wrappers.methods import MethodArgumentError, MethodConfig
@@ -89,6 +90,7 @@ class AdaptVisLMM(lmms):
         self.batch_size_per_gpu = parse_batch_size(batch_size)
         refuse_if_set("max_batch_size", max_batch_size)
         self.pretrained = str(pretrained)
+        self.revision, self.trust_remote_code = revision, parse_bool("trust_remote_code", trust_remote_code)
         accelerator = Accelerator()
         self.accelerator = accelerator
         # lmms-eval shards documents by the RANK/WORLD_SIZE environment of the launcher; on CPU,
@@ -178,15 +180,25 @@ class AdaptVisLMM(lmms):
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError(f"{self.wrapper_name} does not support multi-round generation")
 
-    def _settings(self, gen_kwargs: dict, where: str) -> tuple[DecodeSettings, list[str]]:
+    def _settings(
+        self, gen_kwargs: dict, where: str, convention: LmmsEvalConvention | None = None
+    ) -> tuple[DecodeSettings, list[str]]:
         return decode_settings(
-            gen_kwargs, where, self.wrapper_name, self.processor.tokenizer, self.eos_token_ids, self.pad_token_id
+            gen_kwargs,
+            where,
+            self.wrapper_name,
+            self.processor.tokenizer,
+            self.eos_token_ids,
+            self.pad_token_id,
+            convention=convention,  # lmms-eval convention: its default max_new_tokens, stop strings, EOS
         )
 
-    def _image_of(self, request: Instance, where: str) -> Image.Image:
-        return request_image(request, self.task_dict, where, self.wrapper_name)
+    def _image_of(self, request: Instance, where: str, convert: bool = True) -> Image.Image:
+        return request_image(request, self.task_dict, where, self.wrapper_name, convert=convert)
 
-    def _decode(self, tokens: list[int], until: Sequence[str]) -> str:
+    def _decode(self, tokens: list[int], until: Sequence[str], convention: LmmsEvalConvention | None = None) -> str:
+        if convention is not None:
+            return convention.decode(tokens, list(until))
         text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
         for stop in until:
             text = text.split(stop, 1)[0]
@@ -194,11 +206,15 @@ class AdaptVisLMM(lmms):
 
     def _prepare(self, request: Instance) -> Prepared:
         where = f"task {request.args[4]} doc_id {request.args[3]}"
+        if (convention := convention_for(self, request.args[4])) is not None:  # lmms-eval's own tasks
+            image = convention.image(self._image_of(request, where, convert=False))
+            return Prepared(request, where, convention.prompt(request.args[0]), image, convention=convention)
         prompt = self.format_prompt(request.args[0], where)
         return Prepared(request=request, where=where, prompt=prompt, image=self._image_of(request, where))
 
     def _run_batch(self, prepared: list[Prepared], settings: DecodeSettings, until: list[str]) -> list[SampleOutput]:
-        inputs = self.processor(
+        processor = self.processor if prepared[0].convention is None else prepared[0].convention.processor
+        inputs = processor(
             images=[p.image for p in prepared], text=[p.prompt for p in prepared], padding=True, return_tensors="pt"
         )
         image_id = image_token_id(self._model)
@@ -235,7 +251,7 @@ class AdaptVisLMM(lmms):
             method=self.method,
             out=out,
             answer=answer,
-            decode=lambda tokens: self._decode(tokens, until),
+            decode=lambda tokens: self._decode(tokens, until, item.convention),
             run=run,
             input_sha=item.input_sha,
             pretrained=self.pretrained,
@@ -261,12 +277,16 @@ class AdaptVisLMM(lmms):
                 answers[index] = ""
                 continue
             key = json.dumps(request.args[1], sort_keys=True, default=str)
+            key += "|lmms_eval" if convention_for(self, request.args[4]) is not None else "|paper"
             groups.setdefault(key, []).append(index)
         progress = tqdm(total=len(requests), disable=self.rank != 0, desc=f"{self.wrapper_name} ({self.method.method})")
         resumed = 0
         for indices in groups.values():
             first = requests[indices[0]]
-            settings, until = self._settings(dict(first.args[1]), f"task {first.args[4]} doc_id {first.args[3]}")
+            convention = convention_for(self, first.args[4])
+            settings, until = self._settings(
+                dict(first.args[1]), f"task {first.args[4]} doc_id {first.args[3]}", convention
+            )
             run = self._run_fingerprint(settings, until) if self.trace is not None else ""
             ordered = sorted(indices, key=lambda i: (-len(requests[i].args[0]), i))
             for start in range(0, len(ordered), self.batch_size):
@@ -283,7 +303,7 @@ class AdaptVisLMM(lmms):
                 if todo:
                     outputs = self._run_batch([item for _, item in todo], settings, until)
                     for (index, item), out in zip(todo, outputs, strict=True):
-                        answers[index] = self._decode(out.tokens, until)
+                        answers[index] = self._decode(out.tokens, until, item.convention)
                         if self.trace is not None:
                             self.trace.write(self._trace_record(item, out, answers[index], until, run))
                 progress.update(len(chunk))

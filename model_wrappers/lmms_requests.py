@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import torch
 from lmms_eval.api.instance import Instance
@@ -17,6 +18,9 @@ from adaptvis_tasks.images import to_rgb
 from model_wrappers.decoding import DecodeSettings
 from model_wrappers.errors import MethodArgumentError
 from model_wrappers.model_args import parse_bool
+
+if TYPE_CHECKING:
+    from model_wrappers.lmms_eval_convention import LmmsEvalConvention
 
 DEFAULT_MAX_NEW_TOKENS = 100
 """Used when a task sets no ``max_new_tokens``; the paper's code generates up to 100 tokens."""
@@ -36,6 +40,8 @@ class Prepared:
     image: Image.Image
     token_stats: dict | None = None
     """Set when the batch is tokenized: ``prompt_tokens``, ``image_tokens``, ``input_ids_sha`` (trace fields)."""
+    convention: LmmsEvalConvention | None = None
+    """lmms-eval's convention for lmms-eval's own tasks; None for this suite's paper tasks."""
 
     @cached_property
     def input_sha(self) -> str:
@@ -77,12 +83,19 @@ def token_stats(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_id:
 
 
 def decode_settings(
-    gen_kwargs: dict, where: str, wrapper_name: str, tokenizer, eos_token_ids: tuple[int, ...], pad_token_id: int
+    gen_kwargs: dict,
+    where: str,
+    wrapper_name: str,
+    tokenizer,
+    eos_token_ids: tuple[int, ...],
+    pad_token_id: int,
+    convention: LmmsEvalConvention | None = None,
 ) -> tuple[DecodeSettings, list[str]]:
     """A task's ``generation_kwargs`` -> greedy :class:`DecodeSettings` and its stop strings.
 
     Sampling and beam search are refused (the paper decodes greedily); a malformed value raises
-    :class:`RequestError` naming the task and document (``where``).
+    :class:`RequestError` naming the task and document (``where``). With ``convention`` (lmms-eval's
+    own tasks, ``lmms_eval_convention.py``) its default ``max_new_tokens``, stop strings and EOS apply.
     """
     sampling = generation_value(gen_kwargs, "do_sample", False, where, lambda v: parse_bool("do_sample", v))
     temperature = generation_value(gen_kwargs, "temperature", 0.0, where, float)
@@ -99,7 +112,12 @@ def decode_settings(
     if not isinstance(until, list) or not all(isinstance(s, str) for s in until):
         raise RequestError(f"{where}: generation_kwargs 'until' must be a string or a list of strings")
     until = [s for s in until if s]
-    max_new_tokens = generation_value(gen_kwargs, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS, where, int)
+    # --- lmms-eval's convention (lmms_eval_convention.py): its defaults, stop strings and EOS ---
+    default_tokens = DEFAULT_MAX_NEW_TOKENS if convention is None else convention.default_max_new_tokens
+    until = until if convention is None or convention.applies_until else []
+    eos_token_ids = eos_token_ids if convention is None else convention.eos_token_ids
+    # --- end of lmms-eval's convention ---
+    max_new_tokens = generation_value(gen_kwargs, "max_new_tokens", default_tokens, where, int)
     if max_new_tokens < 1:
         raise RequestError(f"{where}: generation_kwargs max_new_tokens={max_new_tokens} must be at least 1")
     stop = None
@@ -115,8 +133,12 @@ def decode_settings(
     return settings, until
 
 
-def request_image(request: Instance, task_dict, where: str, wrapper_name: str) -> Image.Image:
-    """The one RGB image of a request (``doc_to_visual`` of its document); a RequestError otherwise."""
+def request_image(request: Instance, task_dict, where: str, wrapper_name: str, convert: bool = True) -> Image.Image:
+    """The one image of a request (``doc_to_visual`` of its document); a RequestError otherwise.
+
+    Converted to RGB by the suite's rules unless ``convert`` is False (lmms-eval's convention hands
+    the image over as ``doc_to_visual`` returned it).
+    """
     _, _, doc_to_visual, doc_id, task, split = request.args
     try:
         visuals = doc_to_visual(task_dict[task][split][doc_id])
@@ -130,4 +152,4 @@ def request_image(request: Instance, task_dict, where: str, wrapper_name: str) -
         )
     # The task suite's own conversion rules (16-bit greyscale, palettes, colour keys), also for
     # images that other lmms-eval tasks hand over in memory.
-    return to_rgb(visuals[0])
+    return to_rgb(visuals[0]) if convert else visuals[0]

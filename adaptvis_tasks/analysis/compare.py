@@ -379,7 +379,7 @@ def correctness(sample: dict, metric: str) -> float | None:
     """A 0/1 per-document correctness from ``metric``'s logged value (number, or a record's score/correct)."""
     value = sample.get(metric)
     if isinstance(value, dict):
-        value = value.get("score", value.get("correct"))
+        value = value.get("score", value.get("correct", value.get("is_correct")))  # lmms-eval tasks: is_correct
     if isinstance(value, bool):
         return float(value)
     if _is_number(value) and value in (0, 1):

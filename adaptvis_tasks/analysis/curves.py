@@ -50,14 +50,15 @@ def curve_rows(task: SweepTask) -> list[dict[str, Any]]:
     module = scoring_module(task)
     alphas = sorted(set.intersection(*(set(d.answers) for d in task.docs)))
     groups: dict[str, list] = {}
+    spatial = hasattr(module, "correct")  # lmms-eval spatial tasks: group by their category field
     for doc in task.docs:
-        groups.setdefault(relation_of(doc.doc), []).append(doc)
+        groups.setdefault(module.category(doc.doc) if spatial else relation_of(doc.doc), []).append(doc)
     groups["all"] = list(task.docs)
     rows = []
     for relation in [*sorted(k for k in groups if k != "all"), "all"]:
         docs = groups[relation]
         for alpha in alphas:
-            correct = [float(module.process_results(d.doc, [d.answers[alpha]])["accuracy"]) for d in docs]
+            correct = [_correct(module, d, alpha) for d in docs]
             rows.append(
                 {
                     "task": task.task,
@@ -69,6 +70,14 @@ def curve_rows(task: SweepTask) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def _correct(module: Any, doc: SweepDoc, alpha: float) -> float:
+    """0/1 correctness of the sweep answer at ``alpha`` (headline metric for lmms-eval spatial tasks)."""
+    if hasattr(module, "correct"):
+        return module.correct(doc.doc, doc.answers[alpha])
+    return float(module.process_results(doc.doc, [doc.answers[alpha]])["accuracy"])
+
 
 
 ALL_COLOUR = "black"

@@ -37,8 +37,25 @@ INTERVENTION_ARGS = ("method", "alpha", "alpha1", "alpha2", "threshold", "alphas
 SPLIT_SUFFIXES = {"_val": "val", "_test": "test"}
 
 
-def column_of(task: str) -> tuple[str, tuple[tuple[str, str], ...], tuple[int, str]] | None:
+def spatial_column(task: str, per_category: bool) -> tuple[str, tuple[tuple[str, str], ...], tuple[int, str]] | None:
+    """The column of one of lmms-eval's spatial tasks (``adaptvis_tasks.spatial``): its headline metric first,
+    then, with ``per_category``, every other metric its ``metric_list`` reports (per-category accuracies)."""
+    from adaptvis_tasks.spatial import SPATIAL_TASKS, TaskScoring, base_task_of
+
+    base = base_task_of(task)
+    if base is None:
+        return None
+    headline = SPATIAL_TASKS[base].headline_metric
+    metrics = [(headline, headline)]
+    if per_category:
+        metrics += [(m, m) for m in TaskScoring(task).metrics if m != headline]
+    return task, tuple(metrics), (len(PAPER_SUBSETS) + 2000 + list(SPATIAL_TASKS).index(base), task)
+
+
+def column_of(task: str, per_category: bool = False) -> tuple[str, tuple[tuple[str, str], ...], tuple[int, str]] | None:
     """(column label, metrics, sort key) of a task, or None if the table has no place for it."""
+    if (spatial := spatial_column(task, per_category)) is not None:
+        return spatial
     base, split = task, None
     for suffix, name in SPLIT_SUFFIXES.items():
         if task.endswith(suffix):
@@ -84,7 +101,16 @@ def _own_coefficients(args: dict[str, str], method: str) -> list[str]:
     return [f"{k}={v}" for k, v in args.items() if k.startswith(f"{method}_")]
 
 
-def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline: str | None) -> dict[str, Any]:
+def scale(task: str) -> float:
+    """x100 for fractions; lmms-eval spatial tasks that report percentages (V*) are kept as they are."""
+    from adaptvis_tasks.spatial import percent_factor
+
+    return percent_factor(task)
+
+
+def build_table(
+    runs: Sequence[RunFiles], names: Sequence[str] | None, baseline: str | None, per_category: bool = False
+) -> dict[str, Any]:
     """Columns present in any run, one row per run (x100), and deltas against ``baseline``."""
     if names is not None and len(names) != len(runs):
         raise AnalysisError(f"--names gives {len(names)} names for {len(runs)} runs")
@@ -93,7 +119,7 @@ def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline:
     for run in runs:
         groups = {name for name, members in run.results.get("group_subtasks", {}).items() if members}
         for task, values in run.results.get("results", {}).items():
-            placed = None if task in groups else column_of(task)
+            placed = None if task in groups else column_of(task, per_category)
             if placed is None:
                 continue
             label, metrics, order = placed
@@ -113,7 +139,7 @@ def build_table(runs: Sequence[RunFiles], names: Sequence[str] | None, baseline:
             values = run.results.get("results", {}).get(task, {})
             for metric, _ in metrics:
                 value = values.get(f"{metric},none")
-                cells[f"{column}|{metric}"] = 100 * value if isinstance(value, (int, float)) else None
+                cells[f"{column}|{metric}"] = scale(task) * value if isinstance(value, (int, float)) else None
         same = [row for row in rows if row["name"] == label]
         if same:
             _merge_into(same[0], run.name, cells)
@@ -284,6 +310,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", help="row index or name to show deltas against")
     parser.add_argument("--format", choices=["markdown", "csv", "latex", "json"], default="markdown")
     parser.add_argument("--leaderboard", action="store_true", help="one JSON line per run with full provenance")
+    parser.add_argument(
+        "--per-category", action="store_true", help="lmms-eval spatial tasks: every metric, not just the headline one"
+    )
     parser.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
 
 
@@ -300,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
             lines = [json.dumps(leaderboard_row(r, n), ensure_ascii=False) for r, n in zip(runs, labels, strict=True)]
             emit("\n".join(lines), args.output)
             return 0
-        emit(render(build_table(runs, names, args.baseline), args.format), args.output)
+        table = build_table(runs, names, args.baseline, getattr(args, "per_category", False))
+        emit(render(table, args.format), args.output)
         return 0
 
     return run_tool(body)

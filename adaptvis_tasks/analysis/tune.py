@@ -174,6 +174,8 @@ def scoring_module(task: SweepTask) -> ModuleType:
     from adaptvis_tasks import vsr, whatsup
     from adaptvis_tasks.data import SYNTHETIC_SUBSETS, VSR_SUBSET, WHATSUP_SUBSETS
 
+    if (spatial := spatial_scoring(task.task)) is not None:
+        return spatial  # lmms-eval's own spatial tasks and their _val/_test layers
     subset = task.docs[0].doc.get("subset")
     if subset in WHATSUP_SUBSETS or subset in SYNTHETIC_SUBSETS:
         return whatsup
@@ -182,6 +184,23 @@ def scoring_module(task: SweepTask) -> ModuleType:
     raise AnalysisError(
         f"task {task.task}: its documents have subset={subset!r}; tune scores this suite's WhatsUp and VSR tasks"
     )
+
+
+def spatial_scoring(task_name: str) -> Any:
+    """lmms-eval's scoring of a supported spatial task (``adaptvis_tasks.spatial``), else None."""
+    from adaptvis_tasks.spatial import TaskScoring, base_task_of
+
+    return TaskScoring(task_name) if base_task_of(task_name) is not None else None
+
+
+def task_metric(task_name: str, metric: str, available: Sequence[str]) -> str:
+    """``metric``, or a spatial task's headline metric when the task has no ``metric`` (default accuracy)."""
+    from adaptvis_tasks.spatial import SPATIAL_TASKS, base_task_of
+
+    base = base_task_of(task_name)
+    if metric not in available and base is not None:
+        return SPATIAL_TASKS[base].headline_metric
+    return metric
 
 
 def aggregate(module: ModuleType, metric: str, values: list[Any]) -> float:
@@ -435,11 +454,13 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
         else:
             betas, beta_source = _betas_for(task, explicit_betas)
         scored = score_grid(task, scaling, alpha1s, alpha2s, betas, args.confidence_rule, not args.no_progress)
-        chosen = {m: best(scored, m, args.metric) for m in ("scaling_vis", "adapt_vis")}
+        metric = task_metric(task.task, args.metric, list(scored[0].metrics))
+        chosen = {m: best(scored, m, metric) for m in ("scaling_vis", "adapt_vis")}
         baseline = next(s for s in scored if s.method == "baseline")
         out_tasks[task.task] = {
             "run": task.run,
             "split": task.split,
+            "metric": metric,
             "documents": len(task.docs),
             "pretrained": task.pretrained,
             "model_type": task.model_type,
@@ -452,10 +473,8 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
                     "params": s.params,
                     "metrics": s.metrics,
                     "baseline_metrics": baseline.metrics,
-                    "beats_baseline": s.metrics[args.metric] > baseline.metrics[args.metric],
-                    "verdict": against_baseline(
-                        method, s.metrics[args.metric], baseline.metrics[args.metric], args.metric
-                    ),
+                    "beats_baseline": s.metrics[metric] > baseline.metrics[metric],
+                    "verdict": against_baseline(method, s.metrics[metric], baseline.metrics[metric], metric),
                     "model_args": model_args(task, s, args.confidence_rule, signal),
                     "test_task": reporting_task(task.task),
                     "model": WRAPPERS.get(task.model_type or "", "<llava_adaptvis|qwen2_vl_adaptvis>"),
@@ -504,7 +523,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
         ]
         for method, choice in task["chosen"].items():
             summary = ", ".join(f"{k}={v:g}" for k, v in choice["params"].items())
-            metric = report["metric"]
+            metric = task["metric"]
             parts += [
                 f"**{method}**: {summary} -> validation {metric} {choice['metrics'][metric]:.4f} "
                 f"(baseline alpha = 1: {choice['baseline_metrics'][metric]:.4f})",

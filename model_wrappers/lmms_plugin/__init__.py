@@ -6,15 +6,18 @@
 * ``task_discovery`` -- wraps ``TaskManager.initialize_tasks`` so ``yaml_tasks/`` is indexed.
 * ``failure_exit`` -- wraps ``evaluator.simple_evaluate`` (failed runs exit 1, not 0) and
   ``TaskManager.match_tasks`` (unknown ``--tasks`` exit 1 with close matches).
+* ``dataset_mirror`` -- wraps ``ConfigurableTask.download`` so a task reads a local copy of its
+  dataset under ``$ADAPTVIS_LMMS_DATA_DIR`` when one exists (docs/guides/TASKS.md, "Local mirrors").
 * ``provenance`` -- wraps ``EvaluationTracker.save_results_aggregated`` to add
   ``results["adaptvis_eval"]``.
 
-Each patch is pinned by a test (tests/unit/test_registration.py, tests/model/test_failures.py,
-tests/unit/test_table.py); docs/reference/LMMS_EVAL_INTERNALS.md lists every lmms-eval internal the suite touches.
+Each patch is pinned by a test (tests/test_registration.py, tests/test_failures.py,
+tests/test_table.py); docs/reference/LMMS_EVAL_INTERNALS.md lists every lmms-eval internal the suite touches.
 """
 
 from __future__ import annotations
 
+from model_wrappers.lmms_plugin.dataset_mirror import install_dataset_mirror
 from model_wrappers.lmms_plugin.failure_exit import install_unknown_task_exit
 from model_wrappers.lmms_plugin.models import MODEL_CLASSES
 from model_wrappers.lmms_plugin.provenance import install_results_provenance
@@ -27,6 +30,7 @@ def model_manifests():
 
     install_task_discovery()
     install_unknown_task_exit()
+    install_dataset_mirror()  # ADAPTVIS_LMMS_DATA_DIR: local copies of lmms-eval tasks' datasets
     install_results_provenance()  # results["adaptvis_eval"]: suite version/commit, package versions
     return [ModelManifest(model_id=name, simple_class_path=path) for name, path in MODEL_CLASSES.items()]
 

@@ -141,3 +141,47 @@ def test_the_unknown_task_exit_wraps_the_method_the_cli_matches_task_names_with(
     original = TaskManager.match_tasks.__wrapped__
     assert not hasattr(original, "__wrapped__")  # wrapped exactly once
     assert list(inspect.signature(original).parameters) == ["self", "task_list"]
+
+
+def test_the_dataset_mirror_wraps_the_method_lmms_eval_loads_a_task_dataset_with():
+    """``ConfigurableTask.download`` reads ``DATASET_PATH``/``DATASET_NAME`` and, given
+    ``dataset_kwargs={"load_from_disk": True}``, calls ``datasets.load_from_disk(DATASET_PATH)``."""
+    import lmms_eval.models  # noqa: F401  (loads the entry point, which installs the patch)
+    from lmms_eval.api.task import ConfigurableTask
+
+    assert getattr(ConfigurableTask.download, "__adaptvis_dataset_mirror__", False)
+    source = inspect.getsource(ConfigurableTask.download.__wrapped__)
+    assert 'dataset_kwargs["load_from_disk"]' in source
+    assert "datasets.load_from_disk(dataset_path=self.DATASET_PATH)" in source
+
+
+def test_the_dataset_mirror_loads_the_local_copy_and_restores_the_hub_path(tmp_path, monkeypatch):
+    """Through lmms-eval's own ``download``: a local copy is loaded, a missing one goes to the hub as before."""
+    from types import SimpleNamespace
+
+    import datasets
+    from lmms_eval.api.task import ConfigurableTask
+
+    from model_wrappers.lmms_plugin.dataset_mirror import MIRROR_ENV, install_dataset_mirror, mirror_folder
+
+    install_dataset_mirror()
+    rows = datasets.DatasetDict(
+        {"test": datasets.Dataset.from_dict({"question": ["left?", "right?"], "answer": ["A", "B"]})}
+    )
+    rows.save_to_disk(str(mirror_folder(tmp_path, "org/bench", "config")))
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path))
+
+    task = object.__new__(ConfigurableTask)
+    task.DATASET_PATH, task.DATASET_NAME = "org/bench", "config"
+    task._config = SimpleNamespace(process_docs=None, process_results_use_image=False)
+    ConfigurableTask.download(task, dataset_kwargs={"token": True})
+    assert task.dataset["test"]["question"] == ["left?", "right?"]
+    assert (task.DATASET_PATH, task.DATASET_NAME) == ("org/bench", "config")
+
+    missing = object.__new__(ConfigurableTask)
+    missing.DATASET_PATH, missing.DATASET_NAME = "org/absent", None
+    missing._config = task._config
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda **kwargs: calls.append(kwargs) or rows)
+    ConfigurableTask.download(missing, dataset_kwargs=None)
+    assert [call["path"] for call in calls] == ["org/absent"]

@@ -11,6 +11,7 @@ from lmms_eval.utils import make_table
 
 from adaptvis_tasks import splits
 from adaptvis_tasks.data import DataSetupError, ImageLoadError
+from adaptvis_tasks.spatial import SPATIAL_TASKS
 from adaptvis_tasks.synthetic import SMALL_ROWS
 
 SUBSETS = {
@@ -80,6 +81,9 @@ SYNTHETIC_TASKS = [
 ]
 """The synthetic WhatsUp-style tasks (packaged data; tested in tests/model/test_synthetic_benchmark.py)."""
 SYNTHETIC_GROUPS = ["whatsup_synthetic", "whatsup_synthetic_val", "whatsup_synthetic_test"]
+SPATIAL_LAYERS = [f"{name}{suffix}" for name in SPATIAL_TASKS for suffix in ("_val", "_test")]
+SPATIAL_GROUPS = ["adaptvis_spatial", "adaptvis_spatial_val", "adaptvis_spatial_test"]
+"""The lmms-eval spatial tasks' layers and groups (docs/TASKS.md, "lmms-eval's spatial tasks")."""
 
 ALL_TASKS = sorted(
     [f"whatsup_{short}{suffix}" for short in SUBSETS for suffix in ("", "_val", "_test")]
@@ -96,7 +100,9 @@ ALL_TASKS = sorted(
 def test_index_holds_exactly_the_documented_tasks_and_groups(task_manager):
     manager = task_manager()
     assert sorted(manager.all_subtasks) == sorted(ALL_TASKS + SYNTHETIC_TASKS)
-    assert sorted(manager.all_groups) == sorted([*GROUPS, *SYNTHETIC_GROUPS])
+    python_tasks = [name for name, entry in manager.task_index.items() if entry["type"] == "python_task"]
+    assert sorted(python_tasks) == sorted(SPATIAL_LAYERS)  # lmms-eval's spatial tasks' _val/_test layers
+    assert sorted(manager.all_groups) == sorted([*GROUPS, *SYNTHETIC_GROUPS, *SPATIAL_GROUPS])
     for group, members in GROUPS.items():
         assert manager._get_config(group)["task"] == members
 
