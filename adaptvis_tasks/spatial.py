@@ -90,7 +90,7 @@ SPATIAL_TASKS: dict[str, SpatialTask] = {
         ),
     )
 }
-"""Supported lmms-eval spatial tasks, by lmms-eval task name (docs/TASKS.md lists all of them)."""
+"""Supported lmms-eval spatial tasks, by lmms-eval task name (docs/guides/TASKS.md lists all of them)."""
 
 
 def spatial_task(name: str) -> SpatialTask:

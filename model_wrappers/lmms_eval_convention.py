@@ -19,7 +19,7 @@ token ids for the paper's tasks; the same rules as before for lmms-eval's POPE/G
   wrapper's ``min_pixels``/``max_pixels``), the processor loaded with the same bounds, EOS =
   the tokenizer's, ``max_new_tokens`` 128 by default, text cut at ``until`` and stripped.
 
-The differences from the paper's convention are listed in docs/TASKS.md ("Prompt conventions").
+The differences from the paper's convention are listed in docs/guides/TASKS.md ("Prompt conventions").
 """
 
 from __future__ import annotations

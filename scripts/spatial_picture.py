@@ -14,7 +14,7 @@ For one checkpoint, every step through the real ``lmms-eval`` CLI and the ``adap
         [--batch-size 8] [--max-new-tokens N] [--limit N]
 
 Without ``--pretrained`` it uses the embedded model. Datasets come from the hub, or from local copies
-with ``ADAPTVIS_LMMS_DATA_DIR`` (docs/TASKS.md, "Local mirrors"). A script, not a make target: the
+with ``ADAPTVIS_LMMS_DATA_DIR`` (docs/guides/TASKS.md, "Local mirrors"). A script, not a make target: the
 Makefile belongs to the project's release targets, and a script takes the checkpoint and options
 directly; it prints the wall time of every step.
 """

@@ -79,7 +79,6 @@ def _correct(module: Any, doc: SweepDoc, alpha: float) -> float:
     return float(module.process_results(doc.doc, [doc.answers[alpha]])["accuracy"])
 
 
-
 ALL_COLOUR = "black"
 
 

@@ -11,8 +11,8 @@
 * ``provenance`` -- wraps ``EvaluationTracker.save_results_aggregated`` to add
   ``results["adaptvis_eval"]``.
 
-Each patch is pinned by a test (tests/test_registration.py, tests/test_failures.py,
-tests/test_table.py); docs/reference/LMMS_EVAL_INTERNALS.md lists every lmms-eval internal the suite touches.
+Each patch is pinned by a test (tests/unit/test_registration.py, tests/model/test_failures.py,
+tests/unit/test_table.py); docs/reference/LMMS_EVAL_INTERNALS.md lists every lmms-eval internal the suite touches.
 """
 
 from __future__ import annotations

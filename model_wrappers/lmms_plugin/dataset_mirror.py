@@ -7,7 +7,7 @@ installed by the model entry point, like the other patches of this package). Whe
 ``load_from_disk`` branch of ``download``; every other task loads as usual. It relies on
 ``ConfigurableTask.DATASET_PATH``/``DATASET_NAME`` and on ``download`` honouring
 ``dataset_kwargs={"load_from_disk": True}`` by calling ``datasets.load_from_disk(DATASET_PATH)``
-(pinned by tests/test_registration.py). docs/guides/TASKS.md ("Local mirrors") is the user guide.
+(pinned by tests/unit/test_registration.py). docs/guides/TASKS.md ("Local mirrors") is the user guide.
 """
 
 from __future__ import annotations

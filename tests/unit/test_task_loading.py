@@ -83,7 +83,7 @@ SYNTHETIC_TASKS = [
 SYNTHETIC_GROUPS = ["whatsup_synthetic", "whatsup_synthetic_val", "whatsup_synthetic_test"]
 SPATIAL_LAYERS = [f"{name}{suffix}" for name in SPATIAL_TASKS for suffix in ("_val", "_test")]
 SPATIAL_GROUPS = ["adaptvis_spatial", "adaptvis_spatial_val", "adaptvis_spatial_test"]
-"""The lmms-eval spatial tasks' layers and groups (docs/TASKS.md, "lmms-eval's spatial tasks")."""
+"""The lmms-eval spatial tasks' layers and groups (docs/guides/TASKS.md, "lmms-eval's spatial tasks")."""
 
 ALL_TASKS = sorted(
     [f"whatsup_{short}{suffix}" for short in SUBSETS for suffix in ("", "_val", "_test")]

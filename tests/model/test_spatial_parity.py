@@ -18,7 +18,7 @@ from lmms_eval.api.instance import Instance
 
 from adaptvis_tasks.spatial import MIRROR_ENV, SPATIAL_TASKS
 from model_wrappers.lmms_eval_convention import convention_for, uses_lmms_eval_convention
-from tests.spatial_mirrors import write_spatial_mirrors
+from tests.support.spatial_mirrors import write_spatial_mirrors
 
 TASKS = list(SPATIAL_TASKS)
 MAX_NEW_TOKENS = 12

@@ -17,7 +17,7 @@ from adaptvis_tasks.spatial import (
     split_indices,
     validation_count,
 )
-from tests.spatial_mirrors import MIRRORS
+from tests.support.spatial_mirrors import MIRRORS
 
 
 def reference_val_keys(task: str, rows: list[dict], key_columns, category) -> set[str]:

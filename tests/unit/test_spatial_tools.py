@@ -7,7 +7,7 @@ import pytest
 from adaptvis_tasks.analysis.table import column_of
 from adaptvis_tasks.analysis.tune import task_metric
 from adaptvis_tasks.spatial import SpatialTaskError, TaskScoring, percent_factor
-from tests.spatial_mirrors import threedsr
+from tests.support.spatial_mirrors import threedsr
 
 
 def _doc() -> dict:

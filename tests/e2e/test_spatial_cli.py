@@ -1,7 +1,7 @@
 """lmms-eval's spatial tasks through the real ``lmms-eval`` CLI, offline, on local mirrors.
 
 lmms-eval's own task YAML and utils.py read small copies of the datasets in their real schema
-(``ADAPTVIS_LMMS_DATA_DIR``, tests/spatial_mirrors.py). The suite's wrappers at method=baseline
+(``ADAPTVIS_LMMS_DATA_DIR``, tests/support/spatial_mirrors.py). The suite's wrappers at method=baseline
 answer exactly like lmms-eval's built-in models on the same tiny checkpoints; the ``_val`` and
 ``_test`` layers partition every task; a sweep on ``adaptvis_spatial_val`` traces every document.
 Every run passes ``--gen_kwargs max_new_tokens=8`` to both sides: the tasks ask for up to 4096 new
@@ -16,8 +16,8 @@ import pytest
 
 from adaptvis_tasks.spatial import MIRROR_ENV, SPATIAL_TASKS
 from model_wrappers.trace import read_trace
-from tests.cli import Run, base_env, lmms_eval_command, run_lmms_eval
-from tests.spatial_mirrors import write_spatial_mirrors
+from tests.support.cli import Run, base_env, lmms_eval_command, run_lmms_eval
+from tests.support.spatial_mirrors import write_spatial_mirrors
 
 pytestmark = pytest.mark.e2e
 
